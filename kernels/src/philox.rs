@@ -1,0 +1,221 @@
+//! Philox4x32-10, the counter-based generator of Salmon et al. (SC'11), with
+//! Random123's constants, and the workbench's keyed uniform built on it.
+//!
+//! A counter-based generator is a pure function `block(counter, key) -> [u32; 4]`.
+//! The workbench keys every random number by `(seed, position, token, stream)`, so a
+//! drafter on one device and a verifier on another draw the same noise for the same
+//! token at the same position without sharing any state.
+//!
+//! # Layout (every backend must follow it)
+//! - key = `[seed as u32, (seed >> 32) as u32]`
+//! - counter = `[position as u32, (position >> 32) as u32, token / 4, stream]`
+//! - the value for `token` is lane `token % 4` of that block.
+//!
+//! Four consecutive tokens therefore share one block, which makes a full vocabulary
+//! of Gumbel noise cost `V / 4` blocks.
+//!
+//! Uniforms use Random123's open-open conversion `(x + 0.5) * 2^-32`, so they lie
+//! strictly inside (0, 1) and `-ln(u)` is always finite and positive.
+
+/// First multiplier of Philox4x32 (Random123's `PHILOX_M4x32_0`).
+pub const M0: u32 = 0xD251_1F53;
+/// Second multiplier of Philox4x32 (Random123's `PHILOX_M4x32_1`).
+pub const M1: u32 = 0xCD9E_8D57;
+/// First Weyl key increment (golden ratio, `PHILOX_W32_0`).
+pub const W0: u32 = 0x9E37_79B9;
+/// Second Weyl key increment (sqrt(3) - 1, `PHILOX_W32_1`).
+pub const W1: u32 = 0xBB67_AE85;
+/// Number of rounds of the variant used here.
+pub const ROUNDS: usize = 10;
+
+#[inline(always)]
+fn mulhilo(a: u32, b: u32) -> (u32, u32) {
+    let product = (a as u64) * (b as u64);
+    ((product >> 32) as u32, product as u32)
+}
+
+/// The raw Philox4x32-10 bijection: four 32-bit outputs for a counter and a key.
+#[inline(always)]
+pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    let [mut c0, mut c1, mut c2, mut c3] = counter;
+    let [mut k0, mut k1] = key;
+    for round in 0..ROUNDS {
+        if round > 0 {
+            k0 = k0.wrapping_add(W0);
+            k1 = k1.wrapping_add(W1);
+        }
+        let (hi0, lo0) = mulhilo(M0, c0);
+        let (hi1, lo1) = mulhilo(M1, c2);
+        c0 = hi1 ^ c1 ^ k0;
+        c1 = lo1;
+        c2 = hi0 ^ c3 ^ k1;
+        c3 = lo0;
+    }
+    [c0, c1, c2, c3]
+}
+
+/// Random123's open-open conversion of 32 random bits to a double in (0, 1).
+#[inline(always)]
+pub fn u01_open_open(bits: u32) -> f64 {
+    (bits as f64 + 0.5) * (1.0 / 4_294_967_296.0)
+}
+
+/// The key for a 64-bit seed.
+#[inline(always)]
+pub fn key_of(seed: u64) -> [u32; 2] {
+    [seed as u32, (seed >> 32) as u32]
+}
+
+/// The block holding tokens `4 * quad .. 4 * quad + 3` at `position` in `stream`.
+#[inline(always)]
+pub fn block(seed: u64, position: u64, quad: u32, stream: u32) -> [u32; 4] {
+    philox4x32_10(
+        [position as u32, (position >> 32) as u32, quad, stream],
+        key_of(seed),
+    )
+}
+
+/// The 32 random bits keyed by `(seed, position, token, stream)`.
+#[inline(always)]
+pub fn bits(seed: u64, position: u64, token: u32, stream: u32) -> u32 {
+    block(seed, position, token / 4, stream)[(token % 4) as usize]
+}
+
+/// The uniform in (0, 1) keyed by `(seed, position, token, stream)`.
+#[inline(always)]
+pub fn uniform(seed: u64, position: u64, token: u32, stream: u32) -> f64 {
+    u01_open_open(bits(seed, position, token, stream))
+}
+
+/// Standard Gumbel noise `-ln(-ln u)` keyed by `(seed, position, token, stream)`.
+#[inline(always)]
+pub fn gumbel(seed: u64, position: u64, token: u32, stream: u32) -> f64 {
+    -(-uniform(seed, position, token, stream).ln()).ln()
+}
+
+/// A sequential view of one `(seed, position, stream)`: the values for tokens
+/// 0, 1, 2, ... in order. Useful where an algorithm needs a variable number of
+/// random numbers (rejection samplers) but must stay a pure function of its key.
+#[derive(Clone, Debug)]
+pub struct PhiloxStream {
+    seed: u64,
+    position: u64,
+    stream: u32,
+    next_token: u64,
+    buffer: [u32; 4],
+}
+
+impl PhiloxStream {
+    /// The stream of values for `(seed, position, stream)`, starting at token 0.
+    pub fn new(seed: u64, position: u64, stream: u32) -> Self {
+        PhiloxStream {
+            seed,
+            position,
+            stream,
+            next_token: 0,
+            buffer: [0; 4],
+        }
+    }
+
+    /// The next 32 random bits (token `t` of the stream, then `t + 1`, ...).
+    ///
+    /// # Panics
+    /// After 2^34 values, where the token counter would wrap; no use in the
+    /// workbench comes near that.
+    #[inline]
+    pub fn next_u32(&mut self) -> u32 {
+        let token = self.next_token;
+        assert!(token < (1u64 << 34), "Philox stream exhausted");
+        let lane = (token % 4) as usize;
+        if lane == 0 {
+            self.buffer = block(self.seed, self.position, (token / 4) as u32, self.stream);
+        }
+        self.next_token += 1;
+        self.buffer[lane]
+    }
+
+    /// The next 64 random bits (two consecutive tokens, low word first).
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        let lo = self.next_u32() as u64;
+        let hi = self.next_u32() as u64;
+        lo | (hi << 32)
+    }
+
+    /// The next uniform in (0, 1).
+    #[inline]
+    pub fn next_uniform(&mut self) -> f64 {
+        u01_open_open(self.next_u32())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Random123's tests/kat_vectors for philox4x32 with 10 rounds.
+    #[test]
+    fn random123_known_answers() {
+        assert_eq!(
+            philox4x32_10([0, 0, 0, 0], [0, 0]),
+            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
+        );
+        assert_eq!(
+            philox4x32_10([u32::MAX; 4], [u32::MAX; 2]),
+            [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
+        );
+        assert_eq!(
+            philox4x32_10(
+                [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+                [0xa4093822, 0x299f31d0]
+            ),
+            [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
+        );
+    }
+
+    #[test]
+    fn uniforms_are_strictly_inside_the_unit_interval() {
+        assert!(u01_open_open(0) > 0.0);
+        assert!(u01_open_open(u32::MAX) < 1.0);
+        assert!(gumbel(0, 0, 0, 0).is_finite());
+    }
+
+    #[test]
+    fn keyed_values_follow_the_documented_layout() {
+        let seed = 0x0123_4567_89ab_cdef;
+        let position = 0x0000_0005_0000_0007;
+        let b = philox4x32_10([7, 5, 2, 9], [0x89ab_cdef, 0x0123_4567]);
+        for lane in 0..4u32 {
+            assert_eq!(bits(seed, position, 8 + lane, 9), b[lane as usize]);
+        }
+        let mut s = PhiloxStream::new(seed, position, 9);
+        for token in 0..12 {
+            assert_eq!(s.next_u32(), bits(seed, position, token, 9));
+        }
+    }
+
+    #[test]
+    fn different_keys_give_different_values() {
+        let a = uniform(1, 2, 3, 4);
+        assert_ne!(a, uniform(2, 2, 3, 4));
+        assert_ne!(a, uniform(1, 3, 3, 4));
+        assert_ne!(a, uniform(1, 2, 4, 4));
+        assert_ne!(a, uniform(1, 2, 3, 5));
+    }
+
+    #[test]
+    fn uniform_mean_and_variance_are_right() {
+        let n = 200_000u64;
+        let (mut sum, mut sum_sq) = (0.0, 0.0);
+        for i in 0..n {
+            let u = uniform(42, i, 0, 0);
+            sum += u;
+            sum_sq += u * u;
+        }
+        let mean = sum / n as f64;
+        let var = sum_sq / n as f64 - mean * mean;
+        // Standard error of the mean is sqrt(1/12/n) ~ 6.5e-4; allow 5 of them.
+        assert!((mean - 0.5).abs() < 5.0 * (1.0 / 12.0 / n as f64).sqrt());
+        assert!((var - 1.0 / 12.0).abs() < 2e-3);
+    }
+}

@@ -1,0 +1,148 @@
+//! The `workbench` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use workbench::experiment::config::ConfigErrors;
+use workbench::results::run::{build_report, run, RunOptions};
+use workbench::studies;
+
+/// Research workbench for LLM quantization and speculative-decoding experiments.
+#[derive(Parser)]
+#[command(name = "workbench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a study from a TOML config; finished units are kept, so a rerun resumes.
+    Run {
+        /// The config file (e.g. experiments/quickstart.toml).
+        config: PathBuf,
+        /// Output folder [default: reports/<config stem>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Worker threads [default: all cores]. Results do not depend on it.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Seed, overriding the config's `seed`.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// No progress bar and no summary.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Rebuild the plots and report.html of an earlier run from its saved tables.
+    Report {
+        /// The run's output folder.
+        dir: PathBuf,
+    },
+    /// List the study kinds and the configs under experiments/.
+    List {
+        /// Folder of configs.
+        #[arg(long, default_value = "experiments")]
+        experiments: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            config,
+            out,
+            threads,
+            seed,
+            quiet,
+        } => {
+            if threads == Some(0) {
+                eprintln!("error: --threads must be at least 1");
+                return ExitCode::from(2);
+            }
+            let options = RunOptions {
+                config,
+                out,
+                threads,
+                seed,
+                quiet,
+            };
+            match run(&options) {
+                Ok(summary) => {
+                    if !quiet {
+                        println!(
+                            "{} units ({} reused) in {:.1} s; report: {}",
+                            summary.units,
+                            summary.reused,
+                            summary.seconds,
+                            summary.out.join("report.html").display()
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => report_error(&e),
+            }
+        }
+        Command::Report { dir } => match build_report(&dir) {
+            Ok(path) => {
+                println!("report: {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => report_error(&e),
+        },
+        Command::List { experiments } => {
+            list(&experiments);
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn report_error(e: &anyhow::Error) -> ExitCode {
+    if let Some(config) = e.downcast_ref::<ConfigErrors>() {
+        for line in &config.0 {
+            eprintln!("error: {line}");
+        }
+        return ExitCode::from(2);
+    }
+    eprintln!("error: {e:#}");
+    ExitCode::FAILURE
+}
+
+fn list(experiments: &Path) {
+    println!("Study kinds:");
+    for study in studies::all() {
+        println!("  {:<12} {}", study.kind(), study.summary());
+    }
+    let mut configs: Vec<PathBuf> = std::fs::read_dir(experiments)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    configs.sort();
+    println!("Configs in {}:", experiments.display());
+    if configs.is_empty() {
+        println!("  (none)");
+    }
+    for path in configs {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        // The first comment line of a config says what it is for.
+        let about = text
+            .lines()
+            .find_map(|l| l.strip_prefix('#').map(|s| s.trim().to_string()))
+            .unwrap_or_default();
+        let kind = text
+            .lines()
+            .find_map(|l| {
+                let l = l.trim();
+                l.strip_prefix("kind")
+                    .and_then(|r| r.trim_start().strip_prefix('='))
+                    .map(|r| r.trim().trim_matches('"').to_string())
+            })
+            .unwrap_or_else(|| "?".into());
+        println!("  {:<40} [{kind}] {about}", path.display());
+    }
+}

@@ -1,0 +1,8 @@
+//! Primitives the studies are built from: distributions and their families,
+//! sampling tables, acceptance rules, and statistics.
+
+pub mod acceptance;
+pub mod alias;
+pub mod distribution;
+pub mod families;
+pub mod stats;
