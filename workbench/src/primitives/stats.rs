@@ -168,10 +168,10 @@ mod tests {
         assert!(misfit.p_value < 1e-10);
         let impossible = chi_square(&[10, 0, 0, 1], &[0.5, 0.3, 0.2, 0.0]);
         assert_eq!(impossible.p_value, 0.0);
-        // Known value: statistic 2.0 with 1 dof has p = 0.1573.
+        // Known value: (5^2 + 5^2) / 50 = 1 with 1 dof has p = 0.3173.
         let one = chi_square(&[55, 45], &[0.5, 0.5]);
-        assert!((one.statistic - 2.0).abs() < 1e-12);
-        assert!((one.p_value - 0.157_299_207).abs() < 1e-6);
+        assert!((one.statistic - 1.0).abs() < 1e-12);
+        assert!((one.p_value - 0.317_310_507_9).abs() < 1e-6);
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub const STREAM_RESIDUAL: u32 = 0x0003_0000;
 /// and target.
 pub const STREAM_GUMBEL: u32 = 0x0004_0000;
 
+/// Shrinks the bound 1 - u <= -ln(u) by far more than the logarithm's rounding
+/// error, so that skipping on the bound never changes a result.
+const LOWER_BOUND_SLACK: f64 = 1.0 - 1e-12;
+
 /// One rule prepared for one (p, q) pair: tables built once, trials many times.
 #[derive(Clone, Debug)]
 pub struct Simulator {
@@ -160,7 +164,15 @@ impl Simulator {
             let start = quad * 4;
             for (lane, &bits) in block.iter().enumerate().take(vocab - start) {
                 let token = start + lane;
-                let e = -philox::u01_open_open(bits).ln();
+                let u = philox::u01_open_open(bits);
+                // -ln u >= 1 - u: a token whose lower bound cannot beat either
+                // current best is skipped without its logarithm. The skip is exact:
+                // the result is the same as evaluating every token.
+                let floor = (1.0 - u) * LOWER_BOUND_SLACK;
+                if floor * self.inv_p[token] >= best_p && floor * self.inv_q[token] >= best_q {
+                    continue;
+                }
+                let e = -u.ln();
                 let key_p = e * self.inv_p[token];
                 let key_q = e * self.inv_q[token];
                 if key_p < best_p {
@@ -188,7 +200,13 @@ impl Simulator {
             let start = quad * 4;
             for (lane, &bits) in block.iter().enumerate().take(vocab - start) {
                 let token = start + lane;
-                let e = -philox::u01_open_open(bits).ln();
+                let u = philox::u01_open_open(bits);
+                let worst_kept = if top.len() < k { f64::INFINITY } else { top[k - 1].0 };
+                let floor = (1.0 - u) * LOWER_BOUND_SLACK;
+                if floor * self.inv_p[token] >= best_p && floor * self.inv_q[token] >= worst_kept {
+                    continue;
+                }
+                let e = -u.ln();
                 let key_p = e * self.inv_p[token];
                 if key_p < best_p {
                     best_p = key_p;
@@ -290,6 +308,29 @@ mod tests {
             let by_hand: u64 = (0..10_000).filter(|&t| sim.trial(7, t).0).count() as u64;
             assert_eq!(a.accepted, by_hand);
             assert_ne!(a, sim.run(8, 10_000, true));
+        }
+    }
+
+    /// The canonical definition: argmax(log p + G), G = -ln(-ln u), every token.
+    fn gumbel_max(p: &[f64], seed: u64, position: u64) -> usize {
+        let score = |t: usize| p[t].ln() + philox::gumbel(seed, position, t as u32, STREAM_GUMBEL);
+        (0..p.len()).fold(0, |best, t| if score(t) > score(best) { t } else { best })
+    }
+
+    #[test]
+    fn fast_gumbel_matches_the_canonical_gumbel_max() {
+        let p = crate::primitives::families::dirichlet(300, 0.5, 4).unwrap();
+        let q = crate::primitives::families::perturbed(&p, 1.0, 5);
+        let sim = Simulator::new(Rule::Gumbel, 1, &p, &q);
+        for t in 0..3000 {
+            let (accepted, y) = sim.trial(11, t);
+            assert_eq!(y as usize, gumbel_max(&p, 11, t));
+            assert_eq!(accepted, gumbel_max(&q, 11, t) == y as usize);
+        }
+        let top3 = Simulator::new(Rule::Gumbel, 3, &p, &q);
+        for t in 0..1000 {
+            let (_, y) = top3.trial(11, t);
+            assert_eq!(y as usize, gumbel_max(&p, 11, t));
         }
     }
 
