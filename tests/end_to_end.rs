@@ -63,8 +63,15 @@ fn assert_same_file(a: &Path, b: &Path) {
 fn csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let text = String::from_utf8(read(path)).unwrap();
     let mut lines = text.lines();
-    let header = lines.next().unwrap().split(',').map(str::to_string).collect();
-    let rows = lines.map(|l| l.split(',').map(str::to_string).collect()).collect();
+    let header = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let rows = lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
     (header, rows)
 }
 
@@ -112,10 +119,21 @@ fn quickstart_runs_and_writes_every_output() {
     }
     let (header, rows) = csv(&out.join("tables/acceptance.csv"));
     for col in [
-        "pair", "rule", "drafts", "temperature", "tv", "exact", "estimate", "ci_low", "ci_high",
+        "pair",
+        "rule",
+        "drafts",
+        "temperature",
+        "tv",
+        "exact",
+        "estimate",
+        "ci_low",
+        "ci_high",
         "trials",
     ] {
-        assert!(header.iter().any(|h| h == col), "acceptance.csv lacks {col}");
+        assert!(
+            header.iter().any(|h| h == col),
+            "acceptance.csv lacks {col}"
+        );
     }
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();
     // The motivating claim: on identical uniform-10 distributions naive accepts
@@ -126,16 +144,31 @@ fn quickstart_runs_and_writes_every_output() {
             .unwrap_or_else(|| panic!("no uniform10/{rule} row"))
     };
     let naive = find("naive");
-    let (lo, hi): (f64, f64) = (naive[col("ci_low")].parse().unwrap(), naive[col("ci_high")].parse().unwrap());
+    let (lo, hi): (f64, f64) = (
+        naive[col("ci_low")].parse().unwrap(),
+        naive[col("ci_high")].parse().unwrap(),
+    );
     assert!(lo < 0.1 && 0.1 < hi, "naive CI [{lo}, {hi}] misses 0.1");
-    assert!(hi - lo < 0.011, "default trials must give a CI of about ±0.005");
+    assert!(
+        hi - lo < 0.011,
+        "default trials must give a CI of about ±0.005"
+    );
     for rule in ["standard", "gumbel"] {
         let row = find(rule);
         assert_eq!(row[col("estimate")].parse::<f64>().unwrap(), 1.0);
         assert!((row[col("exact")].parse::<f64>().unwrap() - 1.0).abs() < 1e-12);
     }
-    let manifest: serde_json::Value = serde_json::from_slice(&read(&out.join("manifest.json"))).unwrap();
-    for key in ["seeds", "git", "versions", "device", "threads", "wall_seconds", "points"] {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(&out.join("manifest.json"))).unwrap();
+    for key in [
+        "seeds",
+        "git",
+        "versions",
+        "device",
+        "threads",
+        "wall_seconds",
+        "points",
+    ] {
         assert!(!manifest[key].is_null(), "manifest lacks {key}");
     }
     let html = String::from_utf8(read(&out.join("report.html"))).unwrap();
@@ -164,7 +197,9 @@ fn tables_are_identical_across_thread_counts() {
     // A different seed changes the Monte-Carlo numbers.
     let other = run(&config, &dir.join("s2"), &["--seed", "8"]);
     assert!(other.status.success());
-    assert!(read(&dir.join("t1/tables/acceptance.csv")) != read(&dir.join("s2/tables/acceptance.csv")));
+    assert!(
+        read(&dir.join("t1/tables/acceptance.csv")) != read(&dir.join("s2/tables/acceptance.csv"))
+    );
 }
 
 #[test]
@@ -173,7 +208,14 @@ fn a_crashed_run_resumes_without_losing_finished_units() {
     let config = write_config(&dir, "small.toml", SMALL);
     let crashed = dir.join("crashed");
     let o = bin()
-        .args(["run", config.to_str().unwrap(), "--quiet", "--threads", "1", "--out"])
+        .args([
+            "run",
+            config.to_str().unwrap(),
+            "--quiet",
+            "--threads",
+            "1",
+            "--out",
+        ])
         .arg(&crashed)
         .env("WORKBENCH_ABORT_AFTER_UNITS", "7")
         .output()
@@ -188,22 +230,40 @@ fn a_crashed_run_resumes_without_losing_finished_units() {
     assert!(!crashed.join("tables/acceptance.csv").exists());
     let before: Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> = units
         .iter()
-        .map(|p| (p.clone(), read(p), std::fs::metadata(p).unwrap().modified().unwrap()))
+        .map(|p| {
+            (
+                p.clone(),
+                read(p),
+                std::fs::metadata(p).unwrap().modified().unwrap(),
+            )
+        })
         .collect();
 
     let resumed = run(&config, &crashed, &[]);
-    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
     for (path, bytes, modified) in before {
         assert!(read(&path) == bytes, "a finished unit was rewritten");
-        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            modified
+        );
     }
-    let manifest: serde_json::Value = serde_json::from_slice(&read(&crashed.join("manifest.json"))).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(&crashed.join("manifest.json"))).unwrap();
     assert_eq!(manifest["units"]["reused"], 7);
     assert_eq!(manifest["units"]["total"], 20);
 
     let fresh = run(&config, &dir.join("fresh"), &[]);
     assert!(fresh.status.success());
-    for f in ["tables/acceptance.csv", "tables/acceptance.parquet", "tables/emitted.csv"] {
+    for f in [
+        "tables/acceptance.csv",
+        "tables/acceptance.parquet",
+        "tables/emitted.csv",
+    ] {
         assert_same_file(&crashed.join(f), &dir.join("fresh").join(f));
     }
 }
@@ -219,21 +279,24 @@ fn report_rebuilds_from_saved_tables() {
     std::fs::remove_dir_all(out.join("plots")).unwrap();
     let o = bin().arg("report").arg(&out).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(read(&out.join("report.html")) == original, "the rebuilt report differs");
+    assert!(
+        read(&out.join("report.html")) == original,
+        "the rebuilt report differs"
+    );
     assert!(out.join("plots/acceptance_vs_tv.png").is_file());
 
-    let missing = bin().arg("report").arg(dir.join("nothing-here")).output().unwrap();
+    let missing = bin()
+        .arg("report")
+        .arg(dir.join("nothing-here"))
+        .output()
+        .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("manifest.json"));
 }
 
 #[test]
 fn list_shows_kinds_and_configs() {
-    let o = bin()
-        .current_dir(repo())
-        .arg("list")
-        .output()
-        .unwrap();
+    let o = bin().current_dir(repo()).arg("list").output().unwrap();
     assert!(o.status.success());
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("acceptance"));
@@ -248,8 +311,14 @@ fn rejected(name: &str, text: &str) -> String {
     let o = run(&config, &out, &[]);
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();
     assert_eq!(o.status.code(), Some(2), "{name}: {stderr}");
-    assert!(!out.join("units").exists(), "{name}: work started before validation");
-    assert!(stderr.contains(&format!("{name}.toml:")), "{name}: no file in {stderr}");
+    assert!(
+        !out.join("units").exists(),
+        "{name}: work started before validation"
+    );
+    assert!(
+        stderr.contains(&format!("{name}.toml:")),
+        "{name}: no file in {stderr}"
+    );
     stderr
 }
 
@@ -259,8 +328,18 @@ fn bad_configs_get_clear_located_errors() {
     let pair = "[[pairs]]\nname = \"a\"\np = [0.5, 0.5]\nq = [0.25, 0.75]\n";
     let cases: Vec<(&str, String, &str, &str)> = vec![
         // (name, text, expected "line:col: key `...`" fragment, expected message fragment)
-        ("unknown_key", format!("{base}trails = 5\n{pair}"), ":2:1: key `trails`", "unknown field"),
-        ("wrong_type", format!("{base}trials = \"many\"\n{pair}"), ":2:1: key `trials`", "expected u64"),
+        (
+            "unknown_key",
+            format!("{base}trails = 5\n{pair}"),
+            ":2:1: key `trails`",
+            "unknown field",
+        ),
+        (
+            "wrong_type",
+            format!("{base}trials = \"many\"\n{pair}"),
+            ":2:1: key `trials`",
+            "expected u64",
+        ),
         (
             "negative",
             format!("{base}[[pairs]]\nname = \"a\"\np = [0.5, -0.1, 0.6]\nq = [0.2, 0.3, 0.5]\n"),
@@ -273,18 +352,48 @@ fn bad_configs_get_clear_located_errors() {
             ":4:1: key `pairs[0].p`",
             "sum of 1 within",
         ),
-        ("empty_sweep", format!("{base}{pair}[sweep]\ntemperatures = []\n"), ":7:1: key `sweep.temperatures`", "empty sweep list"),
-        ("unknown_rule", format!("{base}rules = [\"standard\", \"magic\"]\n{pair}"), ":2:22: key `rules[1]`", "unknown rule `magic`"),
-        ("unknown_kind", "kind = \"acceptence\"\n".to_string(), ":1:1: key `kind`", "unknown study kind"),
-        ("missing_kind", pair.to_string(), "key `(top level)`", "missing `kind`"),
-        ("syntax", format!("{base}trials = [1, 2\n"), ":", "invalid TOML"),
+        (
+            "empty_sweep",
+            format!("{base}{pair}[sweep]\ntemperatures = []\n"),
+            ":7:1: key `sweep.temperatures`",
+            "empty sweep list",
+        ),
+        (
+            "unknown_rule",
+            format!("{base}rules = [\"standard\", \"magic\"]\n{pair}"),
+            ":2:22: key `rules[1]`",
+            "unknown rule `magic`",
+        ),
+        (
+            "unknown_kind",
+            "kind = \"acceptence\"\n".to_string(),
+            ":1:1: key `kind`",
+            "unknown study kind",
+        ),
+        (
+            "missing_kind",
+            pair.to_string(),
+            "key `(top level)`",
+            "missing `kind`",
+        ),
+        (
+            "syntax",
+            format!("{base}trials = [1, 2\n"),
+            ":",
+            "invalid TOML",
+        ),
         (
             "sweep_type",
             format!("{base}{pair}[sweep]\ntemperatures = [[1.0], [\"hot\"]]\n"),
             "set by sweep.temperatures[1]",
             "expected f64",
         ),
-        ("no_pairs", base.to_string(), "key `pairs`", "at least one [[pairs]]"),
+        (
+            "no_pairs",
+            base.to_string(),
+            "key `pairs`",
+            "at least one [[pairs]]",
+        ),
         (
             "wrong_family_key",
             format!("{base}[[pairs]]\nname = \"z\"\nfamily = \"zipf\"\nvocab = 10\nsigma = 0.5\n"),
@@ -294,7 +403,13 @@ fn bad_configs_get_clear_located_errors() {
     ];
     for (name, text, location, message) in cases {
         let stderr = rejected(name, &text);
-        assert!(stderr.contains(location), "{name}: expected `{location}` in:\n{stderr}");
-        assert!(stderr.contains(message), "{name}: expected `{message}` in:\n{stderr}");
+        assert!(
+            stderr.contains(location),
+            "{name}: expected `{location}` in:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(message),
+            "{name}: expected `{message}` in:\n{stderr}"
+        );
     }
 }

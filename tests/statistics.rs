@@ -52,24 +52,41 @@ fn exact_formulas_agree_with_monte_carlo_on_random_pairs() {
             let outcome = Simulator::new(rule, drafts, &p, &q).run(5, trials, false);
             let estimate = outcome.accepted as f64 / trials as f64;
             // Five standard errors, with a floor for rates near 0 or 1.
-            let se = (exact * (1.0 - exact) / trials as f64).sqrt().max(1.0 / trials as f64);
+            let se = (exact * (1.0 - exact) / trials as f64)
+                .sqrt()
+                .max(1.0 / trials as f64);
             checked += 1;
             if (estimate - exact).abs() > 5.0 * se {
-                outside.push(format!("{name} {} K={drafts}: exact {exact}, estimate {estimate}", rule.name()));
+                outside.push(format!(
+                    "{name} {} K={drafts}: exact {exact}, estimate {estimate}",
+                    rule.name()
+                ));
             }
         }
     }
     assert!(checked >= 150);
-    assert!(outside.is_empty(), "outside 5 standard errors:\n{}", outside.join("\n"));
+    assert!(
+        outside.is_empty(),
+        "outside 5 standard errors:\n{}",
+        outside.join("\n")
+    );
 }
 
 #[test]
 fn uniform_ten_identical_distributions() {
     let p = uniform(10);
     let trials = 100_000;
-    let rate = |rule| Simulator::new(rule, 1, &p, &p).run(3, trials, false).accepted as f64 / trials as f64;
+    let rate = |rule| {
+        Simulator::new(rule, 1, &p, &p)
+            .run(3, trials, false)
+            .accepted as f64
+            / trials as f64
+    };
     let naive = rate(Rule::Naive);
-    assert!((naive - 0.1).abs() < 5.0 * (0.09f64 / trials as f64).sqrt(), "naive {naive}");
+    assert!(
+        (naive - 0.1).abs() < 5.0 * (0.09f64 / trials as f64).sqrt(),
+        "naive {naive}"
+    );
     assert_eq!(rate(Rule::Standard), 1.0);
     assert_eq!(rate(Rule::Gumbel), 1.0);
     assert!((exact::naive(&p, &p, 1) - 0.1).abs() < 1e-12);
@@ -80,9 +97,21 @@ fn uniform_ten_identical_distributions() {
 fn lossless_rules_emit_the_target_distribution() {
     let trials = 60_000;
     let pairs = [
-        ("handmade", vec![0.4, 0.25, 0.15, 0.12, 0.08], vec![0.7, 0.1, 0.1, 0.05, 0.05]),
-        ("dirichlet40", dirichlet(40, 0.5, 1).unwrap(), perturbed(&dirichlet(40, 0.5, 1).unwrap(), 1.0, 2)),
-        ("disjointish", vec![0.5, 0.5, 0.0, 0.0], vec![0.01, 0.0, 0.5, 0.49]),
+        (
+            "handmade",
+            vec![0.4, 0.25, 0.15, 0.12, 0.08],
+            vec![0.7, 0.1, 0.1, 0.05, 0.05],
+        ),
+        (
+            "dirichlet40",
+            dirichlet(40, 0.5, 1).unwrap(),
+            perturbed(&dirichlet(40, 0.5, 1).unwrap(), 1.0, 2),
+        ),
+        (
+            "disjointish",
+            vec![0.5, 0.5, 0.0, 0.0],
+            vec![0.01, 0.0, 0.5, 0.49],
+        ),
     ];
     for (name, p0, q0) in &pairs {
         for temperature in [1.0, 0.6] {
@@ -118,7 +147,11 @@ fn the_test_detects_lossy_rules() {
     let q = vec![0.7, 0.1, 0.1, 0.05, 0.05];
     for rule in [TYPICAL, Rule::Greedy] {
         let outcome = Simulator::new(rule, 1, &p, &q).run(9, 60_000, false);
-        assert!(chi_square(&outcome.emitted, &p).p_value < 1e-6, "{} passed", rule.name());
+        assert!(
+            chi_square(&outcome.emitted, &p).p_value < 1e-6,
+            "{} passed",
+            rule.name()
+        );
     }
 }
 
@@ -133,7 +166,10 @@ fn gumbel_output_does_not_depend_on_the_drafter() {
         uniform(200),
     ];
     for k in [1, 4] {
-        let sims: Vec<Simulator> = drafts.iter().map(|q| Simulator::new(Rule::Gumbel, k, &p, q)).collect();
+        let sims: Vec<Simulator> = drafts
+            .iter()
+            .map(|q| Simulator::new(Rule::Gumbel, k, &p, q))
+            .collect();
         let mut acceptance = vec![0u32; drafts.len()];
         for position in 0..5_000 {
             let emitted: Vec<u32> = sims
@@ -145,7 +181,10 @@ fn gumbel_output_does_not_depend_on_the_drafter() {
                     token
                 })
                 .collect();
-            assert!(emitted.iter().all(|&t| t == emitted[0]), "position {position}: {emitted:?}");
+            assert!(
+                emitted.iter().all(|&t| t == emitted[0]),
+                "position {position}: {emitted:?}"
+            );
         }
         // The drafters do differ in how often they are accepted.
         assert!(acceptance[0] == 5_000 || k > 1);
@@ -164,7 +203,12 @@ fn zero_temperature_reduces_every_rule_to_greedy() {
         for rule in [Rule::Naive, Rule::Standard, Rule::Gumbel, Rule::Greedy] {
             let outcome = Simulator::new(rule, 1, &p, &q).run(1, 2_000, false);
             assert_eq!(outcome.accepted as f64 / 2_000.0, greedy, "{}", rule.name());
-            assert_eq!(outcome.emitted[argmax(&p0)], 2_000, "{} must emit argmax p", rule.name());
+            assert_eq!(
+                outcome.emitted[argmax(&p0)],
+                2_000,
+                "{} must emit argmax p",
+                rule.name()
+            );
             assert_eq!(exact::acceptance(rule, 1, &p, &q).unwrap(), greedy);
         }
     }

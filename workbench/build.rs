@@ -4,8 +4,18 @@
 use std::process::Command;
 
 const CRATES: [&str; 12] = [
-    "polars", "plotters", "rayon", "clap", "serde", "toml", "minijinja", "indicatif", "statrs",
-    "rand_distr", "serde_json", "wb-kernels",
+    "polars",
+    "plotters",
+    "rayon",
+    "clap",
+    "serde",
+    "toml",
+    "minijinja",
+    "indicatif",
+    "statrs",
+    "rand_distr",
+    "serde_json",
+    "wb-kernels",
 ];
 
 fn main() {

@@ -18,11 +18,20 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let seconds: f64 = value("--seconds").and_then(|v| v.parse().ok()).unwrap_or(2.0);
+    let seconds: f64 = value("--seconds")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2.0);
     let threads: usize = value("--threads")
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
     for vocab in [10usize, 1000, 32000] {
         // The same kind of pair as the numpy peer: Dirichlet(1) target, noisy draft.
         let p = dirichlet(vocab, 1.0, 1).unwrap();

@@ -10,7 +10,14 @@ fn main() {
     let o = sim.run(77, trials, false);
     let est = o.accepted as f64 / trials as f64;
     let ex = exact::gumbel(&p, &q);
-    let quad = if vocab <= 40000 { exact::gumbel_quadratic(&p, &q) } else { f64::NAN };
+    let quad = if vocab <= 40000 {
+        exact::gumbel_quadratic(&p, &q)
+    } else {
+        f64::NAN
+    };
     let se = (est * (1.0 - est) / trials as f64).sqrt();
-    println!("V={vocab} trials={trials} est={est:.5} exact={ex:.6} quad={quad:.6} z={:.2}", (est - ex) / se);
+    println!(
+        "V={vocab} trials={trials} est={est:.5} exact={ex:.6} quad={quad:.6} z={:.2}",
+        (est - ex) / se
+    );
 }

@@ -20,8 +20,8 @@ struct Cli {
 enum Command {
     /// Run a study from a TOML config; finished units are kept, so a rerun resumes.
     Run {
-        /// The config file (e.g. experiments/quickstart.toml).
-        config: PathBuf,
+        /// The config file [default: the embedded copy of experiments/quickstart.toml].
+        config: Option<PathBuf>,
         /// Output folder [default: reports/<config stem>].
         #[arg(long)]
         out: Option<PathBuf>,
@@ -48,6 +48,9 @@ enum Command {
     },
 }
 
+/// The default config, compiled in.
+const EMBEDDED_QUICKSTART: &str = include_str!("../../experiments/quickstart.toml");
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -62,8 +65,18 @@ fn main() -> ExitCode {
                 eprintln!("error: --threads must be at least 1");
                 return ExitCode::from(2);
             }
+            // Without a config, the quickstart compiled into the binary runs, so the
+            // first command works from any folder with no files and no network.
+            let (config, config_text) = match config {
+                Some(path) => (path, None),
+                None => (
+                    PathBuf::from("quickstart.toml"),
+                    Some(EMBEDDED_QUICKSTART.to_string()),
+                ),
+            };
             let options = RunOptions {
                 config,
+                config_text,
                 out,
                 threads,
                 seed,

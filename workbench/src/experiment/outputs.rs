@@ -71,12 +71,22 @@ pub struct Point {
 impl Point {
     /// A point without an error bar.
     pub fn new(x: f64, y: f64) -> Self {
-        Point { x, y, y_low: None, y_high: None }
+        Point {
+            x,
+            y,
+            y_low: None,
+            y_high: None,
+        }
     }
 
     /// A point with an error bar from `low` to `high`.
     pub fn with_interval(x: f64, y: f64, low: f64, high: f64) -> Self {
-        Point { x, y, y_low: Some(low), y_high: Some(high) }
+        Point {
+            x,
+            y,
+            y_low: Some(low),
+            y_high: Some(high),
+        }
     }
 }
 

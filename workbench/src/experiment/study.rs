@@ -123,5 +123,9 @@ pub trait Study: Send + Sync {
     fn plan(&self, doc: &PointDoc) -> Result<Box<dyn Plan>, ConfigErrors>;
     /// What the report says, computed from the tables a run saved (so that
     /// `workbench report` rebuilds it without rerunning anything).
-    fn report(&self, tables: &[Table], manifest: &serde_json::Value) -> anyhow::Result<ReportContent>;
+    fn report(
+        &self,
+        tables: &[Table],
+        manifest: &serde_json::Value,
+    ) -> anyhow::Result<ReportContent>;
 }

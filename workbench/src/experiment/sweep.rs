@@ -43,12 +43,22 @@ pub fn axes(source: &ConfigSource, sweep: &toml::Value) -> Result<Vec<Axis>, Con
     let root = KeyPath::root().key("sweep");
     let Some(table) = sweep.as_table() else {
         return Err(source
-            .error_at(&root, "expected a table of lists, e.g. `[sweep]` then `temperatures = [[0.5], [1.0]]`")
+            .error_at(
+                &root,
+                "expected a table of lists, e.g. `[sweep]` then `temperatures = [[0.5], [1.0]]`",
+            )
             .into());
     };
     let mut axes = Vec::new();
     let mut errors = Vec::new();
-    flatten(source, table, &root, &mut Vec::new(), &mut axes, &mut errors);
+    flatten(
+        source,
+        table,
+        &root,
+        &mut Vec::new(),
+        &mut axes,
+        &mut errors,
+    );
     if errors.is_empty() {
         Ok(axes)
     } else {
@@ -163,7 +173,12 @@ fn resolve(base: &toml::Table, steps: &[String]) -> Result<Vec<KeyPath>, String>
                     Some(v) => next.push((path.key(step), Some(v))),
                     // The leaf may be a key the config leaves at its default.
                     None if last => next.push((path.key(step), None)),
-                    None => return Err(format!("the config has no key `{}` to sweep", steps[..=i].join("."))),
+                    None => {
+                        return Err(format!(
+                            "the config has no key `{}` to sweep",
+                            steps[..=i].join(".")
+                        ))
+                    }
                 }
                 continue;
             }
@@ -176,10 +191,16 @@ fn resolve(base: &toml::Table, steps: &[String]) -> Result<Vec<KeyPath>, String>
             let picked: Vec<usize> = if step == "*" {
                 (0..items.len()).collect()
             } else if let Ok(n) = step.parse::<usize>() {
-                if n < items.len() { vec![n] } else { Vec::new() }
+                if n < items.len() {
+                    vec![n]
+                } else {
+                    Vec::new()
+                }
             } else {
                 (0..items.len())
-                    .filter(|&k| items[k].get("name").and_then(|n| n.as_str()) == Some(step.as_str()))
+                    .filter(|&k| {
+                        items[k].get("name").and_then(|n| n.as_str()) == Some(step.as_str())
+                    })
                     .collect()
             };
             if picked.is_empty() {
@@ -199,7 +220,9 @@ fn resolve(base: &toml::Table, steps: &[String]) -> Result<Vec<KeyPath>, String>
 
 fn set(table: &mut toml::Table, path: &KeyPath, value: toml::Value) {
     let (first, rest) = path.0.split_first().expect("non-empty sweep path");
-    let Seg::Key(key) = first else { unreachable!("top level is a table") };
+    let Seg::Key(key) = first else {
+        unreachable!("top level is a table")
+    };
     if rest.is_empty() {
         table.insert(key.clone(), value);
         return;

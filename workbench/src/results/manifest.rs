@@ -42,7 +42,10 @@ pub fn git_revision() -> Value {
 pub fn versions() -> Value {
     let mut crates = Map::new();
     crates.insert("workbench".into(), VERSION.into());
-    for entry in env!("WB_CRATE_VERSIONS").split(',').filter(|s| !s.is_empty()) {
+    for entry in env!("WB_CRATE_VERSIONS")
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
         if let Some((name, version)) = entry.split_once('=') {
             crates.insert(name.into(), version.into());
         }
@@ -61,7 +64,9 @@ pub fn device(threads: usize) -> Value {
                 .map(|(_, m)| m.trim().to_string())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     json!({
         "kind": "cpu",
         "model": model,

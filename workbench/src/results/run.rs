@@ -30,6 +30,8 @@ pub const ABORT_AFTER_UNITS: &str = "WORKBENCH_ABORT_AFTER_UNITS";
 pub struct RunOptions {
     /// The config file.
     pub config: PathBuf,
+    /// The config's text when it is not read from `config` (the embedded default).
+    pub config_text: Option<String>,
     /// Output folder (default `reports/<config stem>`).
     pub out: Option<PathBuf>,
     /// Worker threads (default: all cores).
@@ -66,8 +68,12 @@ pub struct Planned {
 }
 
 /// Reads and validates a config and every point of its sweep; no work is done.
-pub fn plan(path: &Path, seed: Option<u64>) -> Result<Planned, ConfigErrors> {
-    let (source, mut table) = ConfigSource::load(path)?;
+/// `text` replaces reading the file (for the embedded default config).
+pub fn plan(path: &Path, text: Option<&str>, seed: Option<u64>) -> Result<Planned, ConfigErrors> {
+    let (source, mut table) = match text {
+        Some(text) => ConfigSource::parse(path, text.to_string())?,
+        None => ConfigSource::load(path)?,
+    };
     let kinds: Vec<&str> = studies::all().iter().map(|s| s.kind()).collect();
     let kind = match table.remove("kind") {
         Some(toml::Value::String(k)) => k,
@@ -75,7 +81,10 @@ pub fn plan(path: &Path, seed: Option<u64>) -> Result<Planned, ConfigErrors> {
             return Err(source
                 .error_at(
                     &KeyPath::root().key("kind"),
-                    format!("expected a string naming the study ({}), found {other}", kinds.join(", ")),
+                    format!(
+                        "expected a string naming the study ({}), found {other}",
+                        kinds.join(", ")
+                    ),
                 )
                 .into())
         }
@@ -91,7 +100,10 @@ pub fn plan(path: &Path, seed: Option<u64>) -> Result<Planned, ConfigErrors> {
     let study = studies::find(&kind).ok_or_else(|| {
         source.error_at(
             &KeyPath::root().key("kind"),
-            format!("unknown study kind `{kind}`; expected one of {}", kinds.join(", ")),
+            format!(
+                "unknown study kind `{kind}`; expected one of {}",
+                kinds.join(", ")
+            ),
         )
     })?;
     let axes = match table.remove("sweep") {
@@ -104,7 +116,9 @@ pub fn plan(path: &Path, seed: Option<u64>) -> Result<Planned, ConfigErrors> {
     for point in sweep_points.drain(..) {
         let mut point = point;
         if let Some(seed) = seed {
-            point.table.insert("seed".into(), toml::Value::Integer(seed as i64));
+            point
+                .table
+                .insert("seed".into(), toml::Value::Integer(seed as i64));
         }
         let doc = PointDoc {
             source: &source,
@@ -147,14 +161,23 @@ pub fn default_out(config: &Path) -> PathBuf {
 pub fn run(options: &RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
     let started_at = manifest::now();
-    let planned = plan(&options.config, options.seed)?;
-    let out = options.out.clone().unwrap_or_else(|| default_out(&options.config));
+    let planned = plan(
+        &options.config,
+        options.config_text.as_deref(),
+        options.seed,
+    )?;
+    let out = options
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&options.config));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     write_atomic(&out.join("config.toml"), planned.source.text.as_bytes())?;
 
-    let threads = options
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads = options.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -189,21 +212,28 @@ pub fn run(options: &RunOptions) -> Result<RunSummary> {
         }
     }
     let reused = finished.len();
-    let pending: Vec<&Job> = jobs.iter().filter(|j| !finished.contains_key(&j.id)).collect();
+    let pending: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| !finished.contains_key(&j.id))
+        .collect();
 
     let bar = if options.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
         let bar = ProgressBar::new(pending.len() as u64);
         bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} units, {elapsed} elapsed, ~{eta} left")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix} [{bar:40}] {pos}/{len} units, {elapsed} elapsed, ~{eta} left",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_prefix(format!("{kind}"));
         bar
     };
-    let abort_after: Option<usize> = std::env::var(ABORT_AFTER_UNITS).ok().and_then(|v| v.parse().ok());
+    let abort_after: Option<usize> = std::env::var(ABORT_AFTER_UNITS)
+        .ok()
+        .and_then(|v| v.parse().ok());
     let computed = AtomicUsize::new(0);
     let new_outputs: Vec<(String, Value)> = pool.install(|| {
         pending
@@ -240,7 +270,9 @@ pub fn run(options: &RunOptions) -> Result<RunSummary> {
             .filter(|j| j.point == p)
             .map(|j| finished[&j.id].clone())
             .collect();
-        let tables = plan.tables(&outputs).with_context(|| format!("building tables of point {p}"))?;
+        let tables = plan
+            .tables(&outputs)
+            .with_context(|| format!("building tables of point {p}"))?;
         for table in tables {
             let table = with_sweep_columns(table, point);
             match stacked.iter_mut().find(|t| t.name == table.name) {
@@ -287,7 +319,10 @@ pub fn run(options: &RunOptions) -> Result<RunSummary> {
         "finished_at": manifest::now(),
         "wall_seconds": started.elapsed().as_secs_f64(),
     });
-    write_atomic(&out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
+    write_atomic(
+        &out.join("manifest.json"),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )?;
     build_report(&out)?;
     Ok(RunSummary {
         out,
@@ -300,16 +335,26 @@ pub fn run(options: &RunOptions) -> Result<RunSummary> {
 /// Rebuilds plots and `report.html` of a finished run from its saved tables.
 pub fn build_report(dir: &Path) -> Result<PathBuf> {
     let manifest_path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&manifest_path)
-        .with_context(|| format!("{} is not a finished run: no readable manifest.json", dir.display()))?;
-    let manifest: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", manifest_path.display()))?;
+    let text = std::fs::read_to_string(&manifest_path).with_context(|| {
+        format!(
+            "{} is not a finished run: no readable manifest.json",
+            dir.display()
+        )
+    })?;
+    let manifest: Value = serde_json::from_str(&text)
+        .with_context(|| format!("parsing {}", manifest_path.display()))?;
     let kind = manifest["kind"]
         .as_str()
         .ok_or_else(|| anyhow!("{}: no `kind`", manifest_path.display()))?;
-    let study = studies::find(kind).ok_or_else(|| anyhow!("{}: unknown kind `{kind}`", manifest_path.display()))?;
+    let study = studies::find(kind)
+        .ok_or_else(|| anyhow!("{}: unknown kind `{kind}`", manifest_path.display()))?;
     let names: Vec<String> = manifest["tables"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let tables = names
         .iter()
@@ -318,10 +363,16 @@ pub fn build_report(dir: &Path) -> Result<PathBuf> {
     let content = study.report(&tables, &manifest)?;
     let mut svgs = BTreeMap::new();
     for figure in &content.figures {
-        plot::render_png(figure, &dir.join("plots").join(format!("{}.png", figure.name)))
-            .with_context(|| format!("drawing {}", figure.name))?;
+        plot::render_png(
+            figure,
+            &dir.join("plots").join(format!("{}.png", figure.name)),
+        )
+        .with_context(|| format!("drawing {}", figure.name))?;
         let svg = plot::render_svg(figure).with_context(|| format!("drawing {}", figure.name))?;
-        write_atomic(&dir.join("plots").join(format!("{}.svg", figure.name)), svg.as_bytes())?;
+        write_atomic(
+            &dir.join("plots").join(format!("{}.svg", figure.name)),
+            svg.as_bytes(),
+        )?;
         svgs.insert(figure.name.clone(), svg);
     }
     let config_text = std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
@@ -370,7 +421,10 @@ fn with_sweep_columns(mut table: Table, point: &SweepPoint) -> Table {
 /// Appends the rows of `more` to `table` (same columns, same types).
 fn append(table: &mut Table, more: &Table) -> Result<()> {
     if table.columns.len() != more.columns.len() {
-        anyhow::bail!("table {}: sweep points produced different columns", table.name);
+        anyhow::bail!(
+            "table {}: sweep points produced different columns",
+            table.name
+        );
     }
     for ((name, a), (other, b)) in table.columns.iter_mut().zip(&more.columns) {
         match (a, b) {
@@ -381,12 +435,18 @@ fn append(table: &mut Table, more: &Table) -> Result<()> {
             // A sweep value of another type (1 then 1.5): widen integers to floats.
             (a @ Column::I64(_), Column::F64(b)) if name == other => {
                 let Column::I64(ints) = a else { unreachable!() };
-                let mut floats: Vec<Option<f64>> = ints.iter().map(|x| x.map(|i| i as f64)).collect();
+                let mut floats: Vec<Option<f64>> =
+                    ints.iter().map(|x| x.map(|i| i as f64)).collect();
                 floats.extend(b.iter().cloned());
                 *a = Column::F64(floats);
             }
-            (Column::F64(a), Column::I64(b)) if name == other => a.extend(b.iter().map(|x| x.map(|i| i as f64))),
-            _ => anyhow::bail!("table {}: column {name} differs between sweep points", table.name),
+            (Column::F64(a), Column::I64(b)) if name == other => {
+                a.extend(b.iter().map(|x| x.map(|i| i as f64)))
+            }
+            _ => anyhow::bail!(
+                "table {}: column {name} differs between sweep points",
+                table.name
+            ),
         }
     }
     Ok(())

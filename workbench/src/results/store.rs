@@ -16,11 +16,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
 
@@ -47,7 +49,11 @@ pub fn unit_id(kind: &str, resolved: &serde_json::Value, key: &str) -> String {
     h.update(resolved.to_string().as_bytes());
     h.update([0]);
     h.update(key.as_bytes());
-    h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
+    h.finalize()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The folder of unit files of a run.
@@ -58,7 +64,9 @@ pub struct UnitStore {
 impl UnitStore {
     /// The store under `run_dir/units`.
     pub fn new(run_dir: &Path) -> Self {
-        UnitStore { dir: run_dir.join("units") }
+        UnitStore {
+            dir: run_dir.join("units"),
+        }
     }
 
     fn path(&self, id: &str) -> PathBuf {
@@ -74,6 +82,9 @@ impl UnitStore {
 
     /// Saves a finished unit atomically.
     pub fn save(&self, unit: &StoredUnit) -> Result<()> {
-        write_atomic(&self.path(&unit.id), serde_json::to_string(unit)?.as_bytes())
+        write_atomic(
+            &self.path(&unit.id),
+            serde_json::to_string(unit)?.as_bytes(),
+        )
     }
 }

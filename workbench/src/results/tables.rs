@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use polars::prelude::{
-    CsvWriter, DataFrame, DataType, IntoColumn, NamedFrom, ParquetReader, ParquetWriter,
-    SerReader, SerWriter, Series,
+    CsvWriter, DataFrame, DataType, IntoColumn, NamedFrom, ParquetReader, ParquetWriter, SerReader,
+    SerWriter, Series,
 };
 
 use super::store::write_atomic;
@@ -49,7 +49,10 @@ pub fn from_frame(name: &str, frame: &DataFrame) -> Result<Table> {
             DataType::Float64 => Column::F64(series.f64()?.iter().collect()),
             DataType::Boolean => Column::Bool(series.bool()?.iter().collect()),
             DataType::Null => Column::F64(vec![None; series.len()]),
-            other => bail!("table {name}: column {} has unsupported type {other}", series.name()),
+            other => bail!(
+                "table {name}: column {} has unsupported type {other}",
+                series.name()
+            ),
         };
         table.columns.push((series.name().to_string(), values));
     }
@@ -64,12 +67,18 @@ pub fn write(dir: &Path, table: &Table) -> Result<()> {
         .include_header(true)
         .finish(&mut frame)
         .with_context(|| format!("writing table {} as CSV", table.name))?;
-    write_atomic(&dir.join("tables").join(format!("{}.csv", table.name)), &csv)?;
+    write_atomic(
+        &dir.join("tables").join(format!("{}.csv", table.name)),
+        &csv,
+    )?;
     let mut parquet = Vec::new();
     ParquetWriter::new(&mut parquet)
         .finish(&mut frame)
         .with_context(|| format!("writing table {} as parquet", table.name))?;
-    write_atomic(&dir.join("tables").join(format!("{}.parquet", table.name)), &parquet)?;
+    write_atomic(
+        &dir.join("tables").join(format!("{}.parquet", table.name)),
+        &parquet,
+    )?;
     Ok(())
 }
 

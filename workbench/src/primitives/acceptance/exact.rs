@@ -77,9 +77,7 @@ pub fn gumbel_quadratic(p: &[f64], q: &[f64]) -> f64 {
         if p[x] == 0.0 || q[x] == 0.0 {
             continue;
         }
-        let s: f64 = (0..p.len())
-            .map(|y| (p[y] / p[x]).max(q[y] / q[x]))
-            .sum();
+        let s: f64 = (0..p.len()).map(|y| (p[y] / p[x]).max(q[y] / q[x])).sum();
         total += 1.0 / s;
     }
     total

@@ -133,8 +133,11 @@ impl Simulator {
 
     fn naive(&self, seed: u64, position: u64) -> (bool, u32) {
         let y = self.target_sample(seed, position);
-        let accepted = (0..self.drafts)
-            .any(|k| self.q_table.sample(Self::word(Self::draft_block(seed, position, k))) == y);
+        let accepted = (0..self.drafts).any(|k| {
+            self.q_table
+                .sample(Self::word(Self::draft_block(seed, position, k)))
+                == y
+        });
         (accepted, y)
     }
 
@@ -201,7 +204,11 @@ impl Simulator {
             for (lane, &bits) in block.iter().enumerate().take(vocab - start) {
                 let token = start + lane;
                 let u = philox::u01_open_open(bits);
-                let worst_kept = if top.len() < k { f64::INFINITY } else { top[k - 1].0 };
+                let worst_kept = if top.len() < k {
+                    f64::INFINITY
+                } else {
+                    top[k - 1].0
+                };
                 let floor = (1.0 - u) * LOWER_BOUND_SLACK;
                 if floor * self.inv_p[token] >= best_p && floor * self.inv_q[token] >= worst_kept {
                     continue;
@@ -228,7 +235,9 @@ impl Simulator {
     }
 
     fn typical(&self, seed: u64, position: u64) -> (bool, u32) {
-        let x = self.q_table.sample(Self::word(Self::draft_block(seed, position, 0)));
+        let x = self
+            .q_table
+            .sample(Self::word(Self::draft_block(seed, position, 0)));
         if self.p[x as usize] > self.typical_threshold {
             (true, x)
         } else {
@@ -246,7 +255,11 @@ impl Simulator {
         let chunk = (1u64 << 18).div_ceil(work_per_trial).clamp(1, 1 << 16);
         let chunks = trials.div_ceil(chunk);
         let vocab = self.vocab();
-        let words = if record_bits { trials.div_ceil(64) as usize } else { 0 };
+        let words = if record_bits {
+            trials.div_ceil(64) as usize
+        } else {
+            0
+        };
         let empty = || Outcome {
             trials: 0,
             accepted: 0,
@@ -273,7 +286,10 @@ impl Simulator {
             .reduce(empty, |mut a, b| {
                 a.trials += b.trials;
                 a.accepted += b.accepted;
-                a.emitted.iter_mut().zip(&b.emitted).for_each(|(x, y)| *x += y);
+                a.emitted
+                    .iter_mut()
+                    .zip(&b.emitted)
+                    .for_each(|(x, y)| *x += y);
                 a.accept_bits
                     .iter_mut()
                     .zip(&b.accept_bits)

@@ -184,23 +184,45 @@ impl AcceptanceConfig {
             problems.add(&root.key("trials"), "expected a positive number of trials");
         }
         check_list(&mut problems, &root.key("rules"), &config.rules, |r| {
-            (!Rule::NAMES.contains(&r.as_str()))
-                .then(|| format!("unknown rule `{r}`; expected one of {}", Rule::NAMES.join(", ")))
+            (!Rule::NAMES.contains(&r.as_str())).then(|| {
+                format!(
+                    "unknown rule `{r}`; expected one of {}",
+                    Rule::NAMES.join(", ")
+                )
+            })
         });
         check_list(&mut problems, &root.key("drafts"), &config.drafts, |&k| {
             (!(1..=64).contains(&k)).then(|| format!("{k} drafts; expected 1 to 64"))
         });
-        check_list(&mut problems, &root.key("temperatures"), &config.temperatures, |&t| {
-            (!(t.is_finite() && t >= 0.0)).then(|| format!("temperature {t}; expected a finite value >= 0"))
-        });
-        check_list(&mut problems, &root.key("cost_ratios"), &config.cost_ratios, |&c| {
-            (!(c.is_finite() && c >= 0.0)).then(|| format!("cost ratio {c}; expected a finite value >= 0"))
-        });
+        check_list(
+            &mut problems,
+            &root.key("temperatures"),
+            &config.temperatures,
+            |&t| {
+                (!(t.is_finite() && t >= 0.0))
+                    .then(|| format!("temperature {t}; expected a finite value >= 0"))
+            },
+        );
+        check_list(
+            &mut problems,
+            &root.key("cost_ratios"),
+            &config.cost_ratios,
+            |&c| {
+                (!(c.is_finite() && c >= 0.0))
+                    .then(|| format!("cost ratio {c}; expected a finite value >= 0"))
+            },
+        );
         if !(1..=64).contains(&config.gamma_max) {
-            problems.add(&root.key("gamma_max"), "expected a draft length from 1 to 64");
+            problems.add(
+                &root.key("gamma_max"),
+                "expected a draft length from 1 to 64",
+            );
         }
         if !(config.significance > 0.0 && config.significance < 0.5) {
-            problems.add(&root.key("significance"), "expected a level in (0, 0.5), e.g. 0.001");
+            problems.add(
+                &root.key("significance"),
+                "expected a level in (0, 0.5), e.g. 0.001",
+            );
         }
         let typical = root.key("typical");
         if !(config.typical.epsilon > 0.0 && config.typical.epsilon <= 1.0) {
@@ -211,7 +233,10 @@ impl AcceptanceConfig {
         }
         let applicable = config.rules.iter().any(|r| {
             Rule::NAMES.contains(&r.as_str())
-                && config.drafts.iter().any(|&k| config.rule(r).supports_drafts(k))
+                && config
+                    .drafts
+                    .iter()
+                    .any(|&k| config.rule(r).supports_drafts(k))
         });
         if !applicable && !config.rules.is_empty() {
             problems.add(
@@ -314,7 +339,10 @@ fn check_pair(problems: &mut Problems, path: &KeyPath, pair: &mut PairConfig, ru
         for key in ["p", "q"] {
             let v = if key == "p" { &pair.p } else { &pair.q };
             match v {
-                None => problems.add(&path.key(key), format!("missing `{key}`: an explicit pair needs p and q")),
+                None => problems.add(
+                    &path.key(key),
+                    format!("missing `{key}`: an explicit pair needs p and q"),
+                ),
                 Some(v) => match check_probabilities(v) {
                     Ok(()) => {}
                     Err(InvalidDistribution::BadEntry { index, value }) => problems.add(
@@ -329,23 +357,34 @@ fn check_pair(problems: &mut Problems, path: &KeyPath, pair: &mut PairConfig, ru
             if p.len() != q.len() {
                 problems.add(
                     &path.key("q"),
-                    format!("q has {} entries but p has {}; expected the same vocabulary", q.len(), p.len()),
+                    format!(
+                        "q has {} entries but p has {}; expected the same vocabulary",
+                        q.len(),
+                        p.len()
+                    ),
                 );
             }
         }
         return;
     }
     match pair.vocab {
-        None => problems.add(&path.key("vocab"), format!("family `{family}` needs a vocabulary size `vocab`")),
-        Some(v) if !(2..=MAX_VOCAB).contains(&v) => {
-            problems.add(&path.key("vocab"), format!("vocab {v}; expected 2 to {MAX_VOCAB}"))
-        }
+        None => problems.add(
+            &path.key("vocab"),
+            format!("family `{family}` needs a vocabulary size `vocab`"),
+        ),
+        Some(v) if !(2..=MAX_VOCAB).contains(&v) => problems.add(
+            &path.key("vocab"),
+            format!("vocab {v}; expected 2 to {MAX_VOCAB}"),
+        ),
         _ => {}
     }
     let positive = |problems: &mut Problems, key: &str, value: Option<f64>| {
         if let Some(v) = value {
             if !(v.is_finite() && v > 0.0) {
-                problems.add(&path.key(key), format!("{key} {v}; expected a finite value > 0"));
+                problems.add(
+                    &path.key(key),
+                    format!("{key} {v}; expected a finite value > 0"),
+                );
             }
         }
     };
@@ -353,12 +392,18 @@ fn check_pair(problems: &mut Problems, path: &KeyPath, pair: &mut PairConfig, ru
         "identical" => {
             let base = pair.base.get_or_insert_with(|| "uniform".into()).clone();
             if base != "uniform" && base != "zipf" {
-                problems.add(&path.key("base"), format!("unknown base `{base}`; expected uniform or zipf"));
+                problems.add(
+                    &path.key("base"),
+                    format!("unknown base `{base}`; expected uniform or zipf"),
+                );
             }
             if base == "zipf" {
                 pair.exponent.get_or_insert(1.0);
             } else if pair.exponent.is_some() {
-                problems.add(&path.key("exponent"), "`exponent` applies only with base = \"zipf\"");
+                problems.add(
+                    &path.key("exponent"),
+                    "`exponent` applies only with base = \"zipf\"",
+                );
             }
             positive(problems, "exponent", pair.exponent);
         }
@@ -375,7 +420,10 @@ fn check_pair(problems: &mut Problems, path: &KeyPath, pair: &mut PairConfig, ru
             positive(problems, "alpha", pair.alpha);
             if let Some(s) = pair.sigma {
                 if !(s.is_finite() && s >= 0.0) {
-                    problems.add(&path.key("sigma"), format!("sigma {s}; expected a finite value >= 0"));
+                    problems.add(
+                        &path.key("sigma"),
+                        format!("sigma {s}; expected a finite value >= 0"),
+                    );
                 }
             }
         }

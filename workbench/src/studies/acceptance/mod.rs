@@ -29,7 +29,11 @@ impl Study for AcceptanceStudy {
         Ok(Box::new(plan::AcceptancePlan::new(config)))
     }
 
-    fn report(&self, tables: &[Table], manifest: &serde_json::Value) -> anyhow::Result<ReportContent> {
+    fn report(
+        &self,
+        tables: &[Table],
+        manifest: &serde_json::Value,
+    ) -> anyhow::Result<ReportContent> {
         report::content(tables, manifest)
     }
 }

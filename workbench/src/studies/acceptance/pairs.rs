@@ -10,8 +10,14 @@ pub fn build(pair: &PairConfig) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
     let vocab = pair.vocab.unwrap_or(0);
     Ok(match family {
         "explicit" => {
-            let p = pair.p.as_ref().ok_or_else(|| anyhow::anyhow!("explicit pair without p"))?;
-            let q = pair.q.as_ref().ok_or_else(|| anyhow::anyhow!("explicit pair without q"))?;
+            let p = pair
+                .p
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("explicit pair without p"))?;
+            let q = pair
+                .q
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("explicit pair without q"))?;
             (normalized(p), normalized(q))
         }
         "identical" => {

@@ -146,7 +146,8 @@ impl AcceptancePlan {
                 }
             })
             .collect();
-        let histogram = (p.len() <= config.histogram_vocab_max).then(|| (p.clone(), outcome.emitted.clone()));
+        let histogram =
+            (p.len() <= config.histogram_vocab_max).then(|| (p.clone(), outcome.emitted.clone()));
         Ok(UnitResult {
             pair: pair.name.clone(),
             family: pair.family.clone().unwrap_or_default(),
@@ -196,7 +197,10 @@ impl Plan for AcceptancePlan {
         Ok(serde_json::to_value(result)?)
     }
 
-    fn tables(&self, outputs: &[UnitOutput]) -> anyhow::Result<Vec<crate::experiment::outputs::Table>> {
+    fn tables(
+        &self,
+        outputs: &[UnitOutput],
+    ) -> anyhow::Result<Vec<crate::experiment::outputs::Table>> {
         let results: Vec<UnitResult> = outputs
             .iter()
             .map(|o| serde_json::from_value(o.clone()))

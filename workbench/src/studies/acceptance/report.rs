@@ -96,7 +96,10 @@ pub fn content(tables: &[Table], manifest: &serde_json::Value) -> Result<ReportC
     let mut findings = Vec::new();
     // 1. Exact against Monte Carlo.
     let with_exact: Vec<usize> = (0..n).filter(|&i| in_ci[i].is_some()).collect();
-    let inside = with_exact.iter().filter(|&&i| in_ci[i] == Some(true)).count();
+    let inside = with_exact
+        .iter()
+        .filter(|&&i| in_ci[i] == Some(true))
+        .count();
     if !with_exact.is_empty() {
         let worst = with_exact
             .iter()
@@ -129,7 +132,15 @@ pub fn content(tables: &[Table], manifest: &serde_json::Value) -> Result<ReportC
             .collect();
         let parts: Vec<String> = first
             .iter()
-            .map(|&i| format!("{} {} [{}, {}]", rule[i], fmt3(est[i]), fmt3(lo[i]), fmt3(hi[i])))
+            .map(|&i| {
+                format!(
+                    "{} {} [{}, {}]",
+                    rule[i],
+                    fmt3(est[i]),
+                    fmt3(lo[i]),
+                    fmt3(hi[i])
+                )
+            })
             .collect();
         if !parts.is_empty() {
             findings.push(format!(
@@ -146,10 +157,11 @@ pub fn content(tables: &[Table], manifest: &serde_json::Value) -> Result<ReportC
     let ratios = gumbel_ratios(&pair, &rule, &drafts, &temp, &tv, &exact, &est);
     if !ratios.is_empty() {
         let mean = ratios.iter().map(|r| r.1).sum::<f64>() / ratios.len() as f64;
-        let worst = ratios
-            .iter()
-            .cloned()
-            .fold((f64::NAN, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
+        let worst =
+            ratios.iter().cloned().fold(
+                (f64::NAN, f64::INFINITY),
+                |a, b| if b.1 < a.1 { b } else { a },
+            );
         findings.push(format!(
             "Gumbel coupling keeps on average {:.1}% of the standard rule's acceptance over {} \
              pairs x temperatures (lowest {:.1}% at TV = {}).",
@@ -161,7 +173,9 @@ pub fn content(tables: &[Table], manifest: &serde_json::Value) -> Result<ReportC
     }
 
     let mut figures = Vec::new();
-    figures.push(acceptance_vs_tv(&rule, &drafts, &tv, &exact, &est, &lo, &hi));
+    figures.push(acceptance_vs_tv(
+        &rule, &drafts, &tv, &exact, &est, &lo, &hi,
+    ));
     if !ratios.is_empty() {
         figures.push(ratio_figure(&ratios));
     }
@@ -205,7 +219,18 @@ pub fn content(tables: &[Table], manifest: &serde_json::Value) -> Result<ReportC
             .map(|f| f.name.clone())
             .collect()
     };
-    let sections = vec![
+    let mut sections = Vec::new();
+    if let Some(description) = manifest
+        .pointer("/points/0/config/description")
+        .and_then(|v| v.as_str())
+    {
+        sections.push(Section {
+            heading: "About this run".into(),
+            paragraphs: vec![description.split_whitespace().collect::<Vec<_>>().join(" ")],
+            ..Section::default()
+        });
+    }
+    sections.extend([
         Section {
             heading: "Acceptance by rule".into(),
             paragraphs: vec![
@@ -223,7 +248,11 @@ pub fn content(tables: &[Table], manifest: &serde_json::Value) -> Result<ReportC
                 max_rows: Some(80),
                 digits: 4,
             }],
-            figures: fig_names(&["acceptance_vs_tv", "gumbel_over_standard", "acceptance_vs_drafts"]),
+            figures: fig_names(&[
+                "acceptance_vs_tv",
+                "gumbel_over_standard",
+                "acceptance_vs_drafts",
+            ]),
         },
         Section {
             heading: "Is the output still distributed as p?".into(),
@@ -283,7 +312,7 @@ pub fn content(tables: &[Table], manifest: &serde_json::Value) -> Result<ReportC
             tables: vec![],
             figures: vec![],
         },
-    ];
+    ]);
     Ok(ReportContent {
         title: "Acceptance rules of speculative decoding".into(),
         question: QUESTION.into(),
@@ -330,7 +359,9 @@ fn acceptance_vs_tv(
 ) -> Figure {
     let mut series = Vec::new();
     for r in distinct(rule) {
-        let rows: Vec<usize> = (0..rule.len()).filter(|&i| rule[i] == r && drafts[i] == 1.0).collect();
+        let rows: Vec<usize> = (0..rule.len())
+            .filter(|&i| rule[i] == r && drafts[i] == 1.0)
+            .collect();
         if rows.is_empty() {
             continue;
         }
@@ -429,7 +460,11 @@ fn drafts_figure(
         });
     }
     let mut bound_pts: Vec<Point> = (0..rule.len())
-        .filter(|&i| pair[i] == p0 && temp[i] == t0 && (rule[i] == "naive" || rule[i] == "specinfer" || drafts[i] == 1.0))
+        .filter(|&i| {
+            pair[i] == p0
+                && temp[i] == t0
+                && (rule[i] == "naive" || rule[i] == "specinfer" || drafts[i] == 1.0)
+        })
         .filter_map(|i| bound[i].map(|b| Point::new(drafts[i], b)))
         .collect();
     bound_pts.sort_by(|a, b| a.x.total_cmp(&b.x));
@@ -451,15 +486,27 @@ fn drafts_figure(
         y_scale: Scale::Linear,
         y_range: Some((0.0, 1.02)),
         series,
-        caption: "Monte-Carlo estimates with 95% intervals; the line is Σ min(p, 1 − (1 − q)^K).".into(),
+        caption: "Monte-Carlo estimates with 95% intervals; the line is Σ min(p, 1 − (1 − q)^K)."
+            .into(),
     }))
 }
 
 fn tokens_figures(tables: &[Table]) -> Result<Vec<Figure>> {
     let t = find(tables, "tokens_per_call")?;
     let c = Cols { table: t };
-    let (pair, rule, drafts, temp) = (c.s("pair")?, c.s("rule")?, c.f("drafts")?, c.f("temperature")?);
-    let (gamma, model, est, lo, hi) = (c.f("gamma")?, c.f("model")?, c.f("estimate")?, c.f("ci_low")?, c.f("ci_high")?);
+    let (pair, rule, drafts, temp) = (
+        c.s("pair")?,
+        c.s("rule")?,
+        c.f("drafts")?,
+        c.f("temperature")?,
+    );
+    let (gamma, model, est, lo, hi) = (
+        c.f("gamma")?,
+        c.f("model")?,
+        c.f("estimate")?,
+        c.f("ci_low")?,
+        c.f("ci_high")?,
+    );
     if t.rows() == 0 {
         return Ok(vec![]);
     }
@@ -476,7 +523,10 @@ fn tokens_figures(tables: &[Table]) -> Result<Vec<Figure>> {
             name: format!("{r} (model)"),
             group: Some(r.clone()),
             style: SeriesStyle::Line,
-            points: rows.iter().map(|&i| Point::new(gamma[i], model[i])).collect(),
+            points: rows
+                .iter()
+                .map(|&i| Point::new(gamma[i], model[i]))
+                .collect(),
         });
         series.push(Series {
             name: format!("{r} (blocks, 95% CI)"),
@@ -497,12 +547,18 @@ fn tokens_figures(tables: &[Table]) -> Result<Vec<Figure>> {
         y_scale: Scale::Linear,
         y_range: None,
         series,
-        caption: "Lines: (1 − α^{γ+1})/(1 − α); markers: accepted prefixes of simulated blocks.".into(),
+        caption: "Lines: (1 − α^{γ+1})/(1 − α); markers: accepted prefixes of simulated blocks."
+            .into(),
     }];
 
     let s = find(tables, "speedup")?;
     let c = Cols { table: s };
-    let (spair, srule, sdrafts, stemp) = (c.s("pair")?, c.s("rule")?, c.f("drafts")?, c.f("temperature")?);
+    let (spair, srule, sdrafts, stemp) = (
+        c.s("pair")?,
+        c.s("rule")?,
+        c.f("drafts")?,
+        c.f("temperature")?,
+    );
     let (sgamma, cost, speed) = (c.f("gamma")?, c.f("cost_ratio")?, c.f("speedup")?);
     let rules = distinct(&srule);
     let chosen = ["standard", "gumbel", "specinfer", "naive"]
@@ -515,7 +571,11 @@ fn tokens_figures(tables: &[Table]) -> Result<Vec<Figure>> {
         for c0 in distinct(&cost) {
             let rows: Vec<usize> = (0..s.rows())
                 .filter(|&i| {
-                    srule[i] == chosen && spair[i] == p0 && stemp[i] == t0 && sdrafts[i] == 1.0 && cost[i] == c0
+                    srule[i] == chosen
+                        && spair[i] == p0
+                        && stemp[i] == t0
+                        && sdrafts[i] == 1.0
+                        && cost[i] == c0
                 })
                 .collect();
             if rows.is_empty() {
@@ -525,7 +585,10 @@ fn tokens_figures(tables: &[Table]) -> Result<Vec<Figure>> {
                 name: format!("c = {c0}"),
                 group: None,
                 style: SeriesStyle::LineMarkers,
-                points: rows.iter().map(|&i| Point::new(sgamma[i], speed[i])).collect(),
+                points: rows
+                    .iter()
+                    .map(|&i| Point::new(sgamma[i], speed[i]))
+                    .collect(),
             });
         }
         figures.push(Figure {
@@ -549,10 +612,17 @@ fn emitted_figure(tables: &[Table]) -> Result<Option<Figure>> {
         return Ok(None);
     }
     let c = Cols { table: t };
-    let (pair, rule, drafts, temp) = (c.s("pair")?, c.s("rule")?, c.f("drafts")?, c.f("temperature")?);
+    let (pair, rule, drafts, temp) = (
+        c.s("pair")?,
+        c.s("rule")?,
+        c.f("drafts")?,
+        c.f("temperature")?,
+    );
     let (token, p, freq) = (c.f("token")?, c.f("p")?, c.f("frequency")?);
     let (p0, t0) = (pair[0].clone(), temp[0]);
-    let rows0: Vec<usize> = (0..t.rows()).filter(|&i| pair[i] == p0 && temp[i] == t0).collect();
+    let rows0: Vec<usize> = (0..t.rows())
+        .filter(|&i| pair[i] == p0 && temp[i] == t0)
+        .collect();
     let first_rule = rule[rows0[0]].clone();
     let first_k = drafts[rows0[0]];
     let mut series = vec![Series {
@@ -573,7 +643,11 @@ fn emitted_figure(tables: &[Table]) -> Result<Option<Figure>> {
     }
     for (r, k) in combos {
         series.push(Series {
-            name: if k == 1.0 { r.clone() } else { format!("{r} (K = {k})") },
+            name: if k == 1.0 {
+                r.clone()
+            } else {
+                format!("{r} (K = {k})")
+            },
             group: Some(r.clone()),
             style: SeriesStyle::Markers,
             points: rows0

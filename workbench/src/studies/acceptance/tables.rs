@@ -63,20 +63,37 @@ fn acceptance(config: &AcceptanceConfig, rs: &[UnitResult]) -> Table {
         .with("chi2", opt_floats(rs.iter().map(|r| r.chi2)))
         .with("chi2_dof", ints(rs.iter().map(|r| r.chi2_dof as i64)))
         .with("chi2_p", floats(rs.iter().map(|r| r.chi2_p)))
-        .with("lossless_by_design", bools(rs.iter().map(|r| r.lossless_by_design)))
+        .with(
+            "lossless_by_design",
+            bools(rs.iter().map(|r| r.lossless_by_design)),
+        )
         .with("lossless_pass", bools(lossless_pass.into_iter()))
 }
 
 /// Tokens per target call against gamma: the model from alpha and the block estimate.
 fn tokens_per_call(rs: &[UnitResult]) -> Table {
-    let mut rows: Vec<(&UnitResult, usize, f64, &str, f64, &super::plan::BlockEstimate)> = Vec::new();
+    let mut rows: Vec<(
+        &UnitResult,
+        usize,
+        f64,
+        &str,
+        f64,
+        &super::plan::BlockEstimate,
+    )> = Vec::new();
     for r in rs {
         let (alpha, source) = match r.exact {
             Some(x) => (x, "exact"),
             None => (estimate(r).0, "estimate"),
         };
         for b in &r.blocks {
-            rows.push((r, b.gamma, alpha, source, exact::tokens_per_call(alpha, b.gamma), b));
+            rows.push((
+                r,
+                b.gamma,
+                alpha,
+                source,
+                exact::tokens_per_call(alpha, b.gamma),
+                b,
+            ));
         }
     }
     Table::new("tokens_per_call")
