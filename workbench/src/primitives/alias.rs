@@ -10,11 +10,10 @@ use super::distribution::argmax;
 /// An alias table for a distribution over `0..n`.
 #[derive(Clone, Debug)]
 pub struct AliasTable {
-    /// Per column: stay with the column when the fraction is below this (scaled
-    /// by 2^64).
-    threshold: Vec<u64>,
-    /// Per column: the token taken otherwise.
-    alias: Vec<u32>,
+    /// Per column: (stay with the column when the fraction is below this, scaled
+    /// by 2^64; the token taken otherwise). One entry per column keeps a draw to
+    /// one cache line.
+    columns: Vec<(u64, u32)>,
 }
 
 impl AliasTable {
@@ -61,40 +60,43 @@ impl AliasTable {
                 alias[s] = fallback;
             }
         }
-        let threshold = scaled
+        let columns = scaled
             .iter()
-            .map(|&s| {
-                if s >= 1.0 {
+            .zip(alias)
+            .map(|(&s, a)| {
+                let threshold = if s >= 1.0 {
                     u64::MAX
                 } else {
                     (s * 18_446_744_073_709_551_616.0) as u64
-                }
+                };
+                (threshold, a)
             })
             .collect();
-        AliasTable { threshold, alias }
+        AliasTable { columns }
     }
 
     /// Number of categories.
     pub fn len(&self) -> usize {
-        self.alias.len()
+        self.columns.len()
     }
 
     /// Whether the table is empty (never, for a constructed table).
     pub fn is_empty(&self) -> bool {
-        self.alias.is_empty()
+        self.columns.is_empty()
     }
 
     /// The token for 64 uniform random bits: the high part of `bits * n` picks a
     /// column, the low part decides between the column and its alias.
     #[inline(always)]
     pub fn sample(&self, bits: u64) -> u32 {
-        let product = bits as u128 * self.alias.len() as u128;
+        let product = bits as u128 * self.columns.len() as u128;
         let column = (product >> 64) as usize;
         let fraction = product as u64;
-        if fraction < self.threshold[column] {
+        let (threshold, alias) = self.columns[column];
+        if fraction < threshold {
             column as u32
         } else {
-            self.alias[column]
+            alias
         }
     }
 
@@ -103,7 +105,7 @@ impl AliasTable {
     pub fn probabilities(&self) -> Vec<f64> {
         let n = self.len() as f64;
         let mut p = vec![0.0; self.len()];
-        for (column, (&t, &a)) in self.threshold.iter().zip(&self.alias).enumerate() {
+        for (column, &(t, a)) in self.columns.iter().enumerate() {
             let stay = if t == u64::MAX {
                 1.0
             } else {

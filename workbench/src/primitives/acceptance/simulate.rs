@@ -14,6 +14,9 @@ use super::Rule;
 use crate::primitives::alias::AliasTable;
 use crate::primitives::distribution::argmax;
 
+/// Trials computed together by [`Simulator::trials`].
+pub const LANES: usize = 8;
+
 /// Stream of draft k's block: lanes 0-1 draw the token, lane 2 the accept coin.
 pub const STREAM_DRAFT: u32 = 0x0001_0000;
 /// Stream of the target's independent sample (naive and typical rules).
@@ -34,13 +37,13 @@ pub struct Simulator {
     rule: Rule,
     drafts: usize,
     p: Vec<f64>,
-    q: Vec<f64>,
     q_table: AliasTable,
     p_table: AliasTable,
     /// Residual distributions p_2..p_{K+1} of the rejection rules.
     residual_tables: Vec<AliasTable>,
-    /// SpecInfer's p_1..p_K (p_1 = p), against which draft k is tested.
-    round_targets: Vec<Vec<f64>>,
+    /// Per round k (SpecInfer's p_1..p_K, p_1 = p): the probability
+    /// min(1, p_k(x) / q(x)) of accepting draft token x. One array read per test.
+    round_ratios: Vec<Vec<f64>>,
     inv_p: Vec<f64>,
     inv_q: Vec<f64>,
     typical_threshold: f64,
@@ -75,6 +78,15 @@ impl Simulator {
         let (residuals, _) = specinfer_chain(p, q, rounds);
         let mut round_targets = vec![p.to_vec()];
         round_targets.extend(residuals.iter().take(rounds.saturating_sub(1)).cloned());
+        let round_ratios = round_targets
+            .iter()
+            .map(|t| {
+                t.iter()
+                    .zip(q)
+                    .map(|(&pk, &qx)| if qx > 0.0 { (pk / qx).min(1.0) } else { 0.0 })
+                    .collect()
+            })
+            .collect();
         let residual_tables = residuals.iter().map(|r| AliasTable::new(r)).collect();
         let inverse = |v: &[f64]| v.iter().map(|x| 1.0 / x).collect::<Vec<_>>();
         let (epsilon, delta) = match rule {
@@ -85,11 +97,10 @@ impl Simulator {
             rule,
             drafts,
             p: p.to_vec(),
-            q: q.to_vec(),
             q_table: AliasTable::new(q),
             p_table: AliasTable::new(p),
             residual_tables,
-            round_targets,
+            round_ratios,
             inv_p: inverse(p),
             inv_q: inverse(q),
             typical_threshold: typical_threshold(p, epsilon, delta),
@@ -114,6 +125,86 @@ impl Simulator {
             Rule::Greedy => (self.argmax_p == self.argmax_q, self.argmax_p),
             Rule::Typical { .. } => self.typical(seed, position),
         }
+    }
+
+    /// Trials at positions `position..position + LANES`, identical to calling
+    /// [`trial`](Self::trial) on each: the Philox blocks of all lanes are computed
+    /// together so that their multiplies overlap.
+    #[inline]
+    pub fn trials(&self, seed: u64, position: u64) -> [(bool, u32); LANES] {
+        let mut out = [(false, 0u32); LANES];
+        let word = |b: &[[u32; LANES]; 4], i: usize| b[0][i] as u64 | ((b[1][i] as u64) << 32);
+        match self.rule {
+            Rule::Standard | Rule::SpecInfer => {
+                let last = self.round_ratios.len() - 1;
+                let residual = philox::blocks_by_position::<LANES>(
+                    seed,
+                    position,
+                    0,
+                    STREAM_RESIDUAL + last as u32,
+                );
+                let mut done = [false; LANES];
+                for (k, ratio) in self.round_ratios.iter().enumerate() {
+                    let draft = philox::blocks_by_position::<LANES>(
+                        seed,
+                        position,
+                        0,
+                        STREAM_DRAFT + k as u32,
+                    );
+                    for i in 0..LANES {
+                        if done[i] {
+                            continue;
+                        }
+                        let x = self.q_table.sample(word(&draft, i)) as usize;
+                        let u = philox::u01_open_open(draft[2][i]);
+                        if u < ratio[x] {
+                            out[i] = (true, x as u32);
+                            done[i] = true;
+                        }
+                    }
+                }
+                for i in 0..LANES {
+                    if !done[i] {
+                        out[i] = (false, self.residual_tables[last].sample(word(&residual, i)));
+                    }
+                }
+            }
+            Rule::Naive => {
+                let target = philox::blocks_by_position::<LANES>(seed, position, 0, STREAM_TARGET);
+                for i in 0..LANES {
+                    out[i].1 = self.p_table.sample(word(&target, i));
+                }
+                for k in 0..self.drafts {
+                    let draft = philox::blocks_by_position::<LANES>(
+                        seed,
+                        position,
+                        0,
+                        STREAM_DRAFT + k as u32,
+                    );
+                    for i in 0..LANES {
+                        out[i].0 |= self.q_table.sample(word(&draft, i)) == out[i].1;
+                    }
+                }
+            }
+            Rule::Typical { .. } => {
+                let draft = philox::blocks_by_position::<LANES>(seed, position, 0, STREAM_DRAFT);
+                let target = philox::blocks_by_position::<LANES>(seed, position, 0, STREAM_TARGET);
+                for i in 0..LANES {
+                    let x = self.q_table.sample(word(&draft, i));
+                    out[i] = if self.p[x as usize] > self.typical_threshold {
+                        (true, x)
+                    } else {
+                        (false, self.p_table.sample(word(&target, i)))
+                    };
+                }
+            }
+            Rule::Greedy | Rule::Gumbel => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = self.trial(seed, position + i as u64);
+                }
+            }
+        }
+        out
     }
 
     #[inline(always)]
@@ -143,15 +234,15 @@ impl Simulator {
 
     /// Standard speculative sampling (one round) and SpecInfer (K rounds).
     fn rejection(&self, seed: u64, position: u64) -> (bool, u32) {
-        for (k, target) in self.round_targets.iter().enumerate() {
+        for (k, ratio) in self.round_ratios.iter().enumerate() {
             let block = Self::draft_block(seed, position, k);
             let x = self.q_table.sample(Self::word(block)) as usize;
             let u = philox::u01_open_open(block[2]);
-            if u * self.q[x] < target[x] {
+            if u < ratio[x] {
                 return (true, x as u32);
             }
         }
-        let k = self.round_targets.len() - 1;
+        let k = self.round_ratios.len() - 1;
         let block = philox::block(seed, position, 0, STREAM_RESIDUAL + k as u32);
         (false, self.residual_tables[k].sample(Self::word(block)))
     }
@@ -270,8 +361,7 @@ impl Simulator {
             .into_par_iter()
             .fold(empty, |mut acc, c| {
                 let end = ((c + 1) * chunk).min(trials);
-                for position in c * chunk..end {
-                    let (accepted, token) = self.trial(seed, position);
+                let mut record = |position: u64, (accepted, token): (bool, u32)| {
                     acc.emitted[token as usize] += 1;
                     if accepted {
                         acc.accepted += 1;
@@ -279,6 +369,16 @@ impl Simulator {
                             acc.accept_bits[(position / 64) as usize] |= 1 << (position % 64);
                         }
                     }
+                };
+                let mut position = c * chunk;
+                while position + LANES as u64 <= end {
+                    for (i, result) in self.trials(seed, position).into_iter().enumerate() {
+                        record(position + i as u64, result);
+                    }
+                    position += LANES as u64;
+                }
+                for position in position..end {
+                    record(position, self.trial(seed, position));
                 }
                 acc.trials += end - c * chunk;
                 acc
@@ -347,6 +447,36 @@ mod tests {
         for t in 0..1000 {
             let (_, y) = top3.trial(11, t);
             assert_eq!(y as usize, gumbel_max(&p, 11, t));
+        }
+    }
+
+    #[test]
+    fn batched_trials_equal_single_trials() {
+        let p = crate::primitives::families::dirichlet(50, 0.5, 1).unwrap();
+        let q = crate::primitives::families::perturbed(&p, 1.0, 2);
+        let rules = [
+            (Rule::Naive, 1),
+            (Rule::Naive, 3),
+            (Rule::Standard, 1),
+            (Rule::SpecInfer, 3),
+            (
+                Rule::Typical {
+                    epsilon: 0.09,
+                    delta: 0.3,
+                },
+                1,
+            ),
+            (Rule::Greedy, 1),
+            (Rule::Gumbel, 1),
+        ];
+        for (rule, k) in rules {
+            let sim = Simulator::new(rule, k, &p, &q);
+            for start in [0u64, 8, (1 << 32) - 4] {
+                let batch = sim.trials(5, start);
+                for (i, result) in batch.iter().enumerate() {
+                    assert_eq!(*result, sim.trial(5, start + i as u64), "{rule:?} K={k}");
+                }
+            }
         }
     }
 
