@@ -174,7 +174,7 @@ pub fn content(tables: &[Table], manifest: &serde_json::Value) -> Result<ReportC
 
     let mut figures = Vec::new();
     figures.push(acceptance_vs_tv(
-        &rule, &drafts, &tv, &exact, &est, &lo, &hi,
+        &pair, &rule, &drafts, &tv, &exact, &est, &lo, &hi,
     ));
     if !ratios.is_empty() {
         figures.push(ratio_figure(&ratios));
@@ -337,7 +337,12 @@ fn gumbel_ratios(
     let mut out = Vec::new();
     for i in (0..n).filter(|&i| rule[i] == "gumbel" && drafts[i] == 1.0) {
         if let Some(j) = (0..n).find(|&j| {
-            rule[j] == "standard" && pair[j] == pair[i] && temp[j] == temp[i] && drafts[j] == 1.0
+            // Same pair, temperature and sweep point (the TV identifies the point).
+            rule[j] == "standard"
+                && pair[j] == pair[i]
+                && temp[j] == temp[i]
+                && tv[j] == tv[i]
+                && drafts[j] == 1.0
         }) {
             if value(j) > 0.0 {
                 out.push((tv[i], value(i) / value(j)));
@@ -348,7 +353,9 @@ fn gumbel_ratios(
     out
 }
 
+#[allow(clippy::too_many_arguments)]
 fn acceptance_vs_tv(
+    pair: &[String],
     rule: &[String],
     drafts: &[f64],
     tv: &[f64],
@@ -357,7 +364,13 @@ fn acceptance_vs_tv(
     lo: &[f64],
     hi: &[f64],
 ) -> Figure {
-    let mut series = Vec::new();
+    let max_tv = tv.iter().cloned().fold(0.0, f64::max).max(1e-3);
+    let mut series = vec![Series {
+        name: "1 − TV: best single-draft lossless rule".into(),
+        group: Some("bound".into()),
+        style: SeriesStyle::Line,
+        points: vec![Point::new(0.0, 1.0), Point::new(max_tv, 1.0 - max_tv)],
+    }];
     for r in distinct(rule) {
         let rows: Vec<usize> = (0..rule.len())
             .filter(|&i| rule[i] == r && drafts[i] == 1.0)
@@ -365,18 +378,23 @@ fn acceptance_vs_tv(
         if rows.is_empty() {
             continue;
         }
-        let mut curve: Vec<Point> = rows
-            .iter()
-            .filter_map(|&i| exact[i].map(|x| Point::new(tv[i], x)))
-            .collect();
-        curve.sort_by(|a, b| a.x.total_cmp(&b.x));
-        if !curve.is_empty() {
-            series.push(Series {
-                name: format!("{r} (exact)"),
-                group: Some(r.clone()),
-                style: SeriesStyle::Line,
-                points: curve,
-            });
+        // Closed forms are functions of the pair, not of TV alone: one curve per
+        // pair, across its sweep points and temperatures.
+        for name in distinct(&rows.iter().map(|&i| pair[i].clone()).collect::<Vec<_>>()) {
+            let mut curve: Vec<Point> = rows
+                .iter()
+                .filter(|&&i| pair[i] == name)
+                .filter_map(|&i| exact[i].map(|x| Point::new(tv[i], x)))
+                .collect();
+            curve.sort_by(|a, b| a.x.total_cmp(&b.x));
+            if curve.len() >= 2 {
+                series.push(Series {
+                    name: format!("{r} (exact)"),
+                    group: Some(r.clone()),
+                    style: SeriesStyle::Line,
+                    points: curve,
+                });
+            }
         }
         series.push(Series {
             name: format!("{r} (Monte Carlo, 95% CI)"),
@@ -397,8 +415,10 @@ fn acceptance_vs_tv(
         y_scale: Scale::Linear,
         y_range: Some((0.0, 1.02)),
         series,
-        caption: "Lines: closed forms; markers: Monte-Carlo estimates with 95% intervals. The \
-                  standard rule's line is 1 − TV, the best any single-draft lossless rule can do."
+        caption: "Markers: Monte-Carlo estimates with 95% intervals. Coloured lines: closed forms \
+                  along each pair's sweep (drawn where a pair has several TV values). Grey line: \
+                  1 − TV, the standard rule's acceptance and the most any single-draft lossless \
+                  rule can reach."
             .into(),
     }
 }
@@ -439,12 +459,13 @@ fn drafts_figure(
     if !drafts.iter().any(|&k| k > 1.0) {
         return Ok(None);
     }
-    let bound = Cols { table: acc }.opt("bound")?;
-    let (p0, t0) = (pair[0].clone(), temp[0]);
+    let c = Cols { table: acc };
+    let (bound, tv) = (c.opt("bound")?, c.f("tv")?);
+    let (p0, t0, tv0) = (pair[0].clone(), temp[0], tv[0]);
     let mut series = Vec::new();
     for r in distinct(rule) {
         let rows: Vec<usize> = (0..rule.len())
-            .filter(|&i| rule[i] == r && pair[i] == p0 && temp[i] == t0)
+            .filter(|&i| rule[i] == r && pair[i] == p0 && temp[i] == t0 && tv[i] == tv0)
             .collect();
         if rows.is_empty() {
             continue;
@@ -507,14 +528,18 @@ fn tokens_figures(tables: &[Table]) -> Result<Vec<Figure>> {
         c.f("ci_low")?,
         c.f("ci_high")?,
     );
+    let tv = c.f("tv")?;
     if t.rows() == 0 {
         return Ok(vec![]);
     }
-    let (p0, t0) = (pair[0].clone(), temp[0]);
+    // The first pair at its first temperature and sweep point.
+    let (p0, t0, tv0) = (pair[0].clone(), temp[0], tv[0]);
     let mut series = Vec::new();
     for r in distinct(&rule) {
         let rows: Vec<usize> = (0..t.rows())
-            .filter(|&i| rule[i] == r && pair[i] == p0 && temp[i] == t0 && drafts[i] == 1.0)
+            .filter(|&i| {
+                rule[i] == r && pair[i] == p0 && temp[i] == t0 && tv[i] == tv0 && drafts[i] == 1.0
+            })
             .collect();
         if rows.is_empty() {
             continue;
@@ -559,7 +584,12 @@ fn tokens_figures(tables: &[Table]) -> Result<Vec<Figure>> {
         c.f("drafts")?,
         c.f("temperature")?,
     );
-    let (sgamma, cost, speed) = (c.f("gamma")?, c.f("cost_ratio")?, c.f("speedup")?);
+    let (sgamma, cost, speed, stv) = (
+        c.f("gamma")?,
+        c.f("cost_ratio")?,
+        c.f("speedup")?,
+        c.f("tv")?,
+    );
     let rules = distinct(&srule);
     let chosen = ["standard", "gumbel", "specinfer", "naive"]
         .iter()
@@ -574,6 +604,7 @@ fn tokens_figures(tables: &[Table]) -> Result<Vec<Figure>> {
                     srule[i] == chosen
                         && spair[i] == p0
                         && stemp[i] == t0
+                        && stv[i] == tv0
                         && sdrafts[i] == 1.0
                         && cost[i] == c0
                 })
@@ -618,10 +649,12 @@ fn emitted_figure(tables: &[Table]) -> Result<Option<Figure>> {
         c.f("drafts")?,
         c.f("temperature")?,
     );
-    let (token, p, freq) = (c.f("token")?, c.f("p")?, c.f("frequency")?);
-    let (p0, t0) = (pair[0].clone(), temp[0]);
+    let (token, p, freq, tv) = (c.f("token")?, c.f("p")?, c.f("frequency")?, c.f("tv")?);
+    // The pair furthest from its draft shows the rules apart best.
+    let far = (0..t.rows()).fold(0, |b, i| if tv[i] > tv[b] { i } else { b });
+    let (p0, t0, tv0) = (pair[far].clone(), temp[far], tv[far]);
     let rows0: Vec<usize> = (0..t.rows())
-        .filter(|&i| pair[i] == p0 && temp[i] == t0)
+        .filter(|&i| pair[i] == p0 && temp[i] == t0 && tv[i] == tv0)
         .collect();
     let first_rule = rule[rows0[0]].clone();
     let first_k = drafts[rows0[0]];
