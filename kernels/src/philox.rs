@@ -93,15 +93,13 @@ pub fn blocks_by_position<const N: usize>(
     quad: u32,
     stream: u32,
 ) -> [[u32; N]; 4] {
-    let mut c = [[0u32; N]; 4];
-    for i in 0..N {
-        let pos = position + i as u64;
-        c[0][i] = pos as u32;
-        c[1][i] = (pos >> 32) as u32;
-        c[2][i] = quad;
-        c[3][i] = stream;
-    }
-    philox4x32_10_lanes(c, key_of(seed))
+    let counters = [
+        std::array::from_fn(|i| (position + i as u64) as u32),
+        std::array::from_fn(|i| ((position + i as u64) >> 32) as u32),
+        [quad; N],
+        [stream; N],
+    ];
+    philox4x32_10_lanes(counters, key_of(seed))
 }
 
 /// The blocks of `N` consecutive quads `quad..quad + N` (tokens `4 quad ..
@@ -113,14 +111,13 @@ pub fn blocks_by_quad<const N: usize>(
     quad: u32,
     stream: u32,
 ) -> [[u32; N]; 4] {
-    let mut c = [[0u32; N]; 4];
-    for i in 0..N {
-        c[0][i] = position as u32;
-        c[1][i] = (position >> 32) as u32;
-        c[2][i] = quad.wrapping_add(i as u32);
-        c[3][i] = stream;
-    }
-    philox4x32_10_lanes(c, key_of(seed))
+    let counters = [
+        [position as u32; N],
+        [(position >> 32) as u32; N],
+        std::array::from_fn(|i| quad.wrapping_add(i as u32)),
+        [stream; N],
+    ];
+    philox4x32_10_lanes(counters, key_of(seed))
 }
 
 /// Random123's open-open conversion of 32 random bits to a double in (0, 1).

@@ -228,7 +228,7 @@ pub fn run(options: &RunOptions) -> Result<RunSummary> {
             .expect("valid template")
             .progress_chars("=> "),
         );
-        bar.set_prefix(format!("{kind}"));
+        bar.set_prefix(kind.to_string());
         bar
     };
     let abort_after: Option<usize> = std::env::var(ABORT_AFTER_UNITS)

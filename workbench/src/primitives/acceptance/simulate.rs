@@ -163,16 +163,16 @@ impl Simulator {
                         }
                     }
                 }
-                for i in 0..LANES {
+                for (i, o) in out.iter_mut().enumerate() {
                     if !done[i] {
-                        out[i] = (false, self.residual_tables[last].sample(word(&residual, i)));
+                        *o = (false, self.residual_tables[last].sample(word(&residual, i)));
                     }
                 }
             }
             Rule::Naive => {
                 let target = philox::blocks_by_position::<LANES>(seed, position, 0, STREAM_TARGET);
-                for i in 0..LANES {
-                    out[i].1 = self.p_table.sample(word(&target, i));
+                for (i, o) in out.iter_mut().enumerate() {
+                    o.1 = self.p_table.sample(word(&target, i));
                 }
                 for k in 0..self.drafts {
                     let draft = philox::blocks_by_position::<LANES>(
@@ -181,17 +181,17 @@ impl Simulator {
                         0,
                         STREAM_DRAFT + k as u32,
                     );
-                    for i in 0..LANES {
-                        out[i].0 |= self.q_table.sample(word(&draft, i)) == out[i].1;
+                    for (i, o) in out.iter_mut().enumerate() {
+                        o.0 |= self.q_table.sample(word(&draft, i)) == o.1;
                     }
                 }
             }
             Rule::Typical { .. } => {
                 let draft = philox::blocks_by_position::<LANES>(seed, position, 0, STREAM_DRAFT);
                 let target = philox::blocks_by_position::<LANES>(seed, position, 0, STREAM_TARGET);
-                for i in 0..LANES {
+                for (i, o) in out.iter_mut().enumerate() {
                     let x = self.q_table.sample(word(&draft, i));
-                    out[i] = if self.p[x as usize] > self.typical_threshold {
+                    *o = if self.p[x as usize] > self.typical_threshold {
                         (true, x)
                     } else {
                         (false, self.p_table.sample(word(&target, i)))

@@ -2,6 +2,7 @@
 //! decoding on synthetic target/draft pairs, exact formulas beside Monte Carlo.
 
 pub mod config;
+mod figures;
 pub mod pairs;
 pub mod plan;
 pub mod report;
