@@ -247,78 +247,89 @@ impl Simulator {
         (false, self.residual_tables[k].sample(Self::word(block)))
     }
 
-    /// Gumbel-max with shared noise. argmax(log p + G) with G = -ln(-ln u) equals
-    /// argmin(E / p) with E = -ln u, which costs one logarithm per token instead of two.
-    fn gumbel(&self, seed: u64, position: u64) -> (bool, u32) {
+    /// Calls `f(token, bits)` for every token's noise at `position`, in
+    /// increasing token order (ties go to the lowest token), 32 tokens per
+    /// batch of Philox blocks.
+    #[inline(always)]
+    fn for_each_noise(&self, seed: u64, position: u64, mut f: impl FnMut(usize, u32)) {
         let vocab = self.p.len();
-        let (mut best_p, mut best_q) = (f64::INFINITY, f64::INFINITY);
-        let (mut y, mut x) = (0usize, 0usize);
-        for quad in 0..vocab.div_ceil(4) {
-            let block = philox::block(seed, position, quad as u32, STREAM_GUMBEL);
-            let start = quad * 4;
-            for (lane, &bits) in block.iter().enumerate().take(vocab - start) {
-                let token = start + lane;
-                let u = philox::u01_open_open(bits);
-                // -ln u >= 1 - u: a token whose lower bound cannot beat either
-                // current best is skipped without its logarithm. The skip is exact:
-                // the result is the same as evaluating every token.
-                let floor = (1.0 - u) * LOWER_BOUND_SLACK;
-                if floor * self.inv_p[token] >= best_p && floor * self.inv_q[token] >= best_q {
-                    continue;
-                }
-                let e = -u.ln();
-                let key_p = e * self.inv_p[token];
-                let key_q = e * self.inv_q[token];
-                if key_p < best_p {
-                    best_p = key_p;
-                    y = token;
-                }
-                if key_q < best_q {
-                    best_q = key_q;
-                    x = token;
+        let batches = vocab / 32;
+        for batch in 0..batches {
+            let b = philox::blocks_by_quad::<8>(seed, position, (batch * 8) as u32, STREAM_GUMBEL);
+            for lane in 0..8 {
+                for (w, word) in b.iter().enumerate() {
+                    f(batch * 32 + lane * 4 + w, word[lane]);
                 }
             }
         }
+        for quad in batches * 8..vocab.div_ceil(4) {
+            let block = philox::block(seed, position, quad as u32, STREAM_GUMBEL);
+            for (lane, &bits) in block.iter().enumerate().take(vocab - quad * 4) {
+                f(quad * 4 + lane, bits);
+            }
+        }
+    }
+
+    /// Gumbel-max with shared noise. argmax(log p + G) with G = -ln(-ln u) equals
+    /// argmin(E / p) with E = -ln u, which costs one logarithm per token instead of two.
+    fn gumbel(&self, seed: u64, position: u64) -> (bool, u32) {
+        let (mut best_p, mut best_q) = (f64::INFINITY, f64::INFINITY);
+        let (mut y, mut x) = (0usize, 0usize);
+        self.for_each_noise(seed, position, |token, bits| {
+            let u = philox::u01_open_open(bits);
+            // -ln u >= 1 - u: a token whose lower bound cannot beat either
+            // current best is skipped without its logarithm. The skip is exact:
+            // the result is the same as evaluating every token.
+            let floor = (1.0 - u) * LOWER_BOUND_SLACK;
+            if floor * self.inv_p[token] >= best_p && floor * self.inv_q[token] >= best_q {
+                return;
+            }
+            let e = -u.ln();
+            let key_p = e * self.inv_p[token];
+            let key_q = e * self.inv_q[token];
+            if key_p < best_p {
+                best_p = key_p;
+                y = token;
+            }
+            if key_q < best_q {
+                best_q = key_q;
+                x = token;
+            }
+        });
         (x == y, y as u32)
     }
 
     /// Gumbel-top-K drafts: the K smallest E/q (K distinct tokens) against the
     /// target's argmin E/p under the same noise.
     fn gumbel_top_k(&self, seed: u64, position: u64) -> (bool, u32) {
-        let vocab = self.p.len();
-        let k = self.drafts.min(vocab);
+        let k = self.drafts.min(self.p.len());
         let mut top: Vec<(f64, usize)> = Vec::with_capacity(k + 1);
         let (mut best_p, mut y) = (f64::INFINITY, 0usize);
-        for quad in 0..vocab.div_ceil(4) {
-            let block = philox::block(seed, position, quad as u32, STREAM_GUMBEL);
-            let start = quad * 4;
-            for (lane, &bits) in block.iter().enumerate().take(vocab - start) {
-                let token = start + lane;
-                let u = philox::u01_open_open(bits);
-                let worst_kept = if top.len() < k {
-                    f64::INFINITY
-                } else {
-                    top[k - 1].0
-                };
-                let floor = (1.0 - u) * LOWER_BOUND_SLACK;
-                if floor * self.inv_p[token] >= best_p && floor * self.inv_q[token] >= worst_kept {
-                    continue;
-                }
-                let e = -u.ln();
-                let key_p = e * self.inv_p[token];
-                if key_p < best_p {
-                    best_p = key_p;
-                    y = token;
-                }
-                let key_q = e * self.inv_q[token];
-                if top.len() < k || key_q < top[top.len() - 1].0 {
-                    // Keep `top` sorted ascending; equal keys keep the lower token first.
-                    let at = top.partition_point(|&(v, _)| v <= key_q);
-                    top.insert(at, (key_q, token));
-                    top.truncate(k);
-                }
+        self.for_each_noise(seed, position, |token, bits| {
+            let u = philox::u01_open_open(bits);
+            let worst_kept = if top.len() < k {
+                f64::INFINITY
+            } else {
+                top[k - 1].0
+            };
+            let floor = (1.0 - u) * LOWER_BOUND_SLACK;
+            if floor * self.inv_p[token] >= best_p && floor * self.inv_q[token] >= worst_kept {
+                return;
             }
-        }
+            let e = -u.ln();
+            let key_p = e * self.inv_p[token];
+            if key_p < best_p {
+                best_p = key_p;
+                y = token;
+            }
+            let key_q = e * self.inv_q[token];
+            if top.len() < k || key_q < top[top.len() - 1].0 {
+                // Keep `top` sorted ascending; equal keys keep the lower token first.
+                let at = top.partition_point(|&(v, _)| v <= key_q);
+                top.insert(at, (key_q, token));
+                top.truncate(k);
+            }
+        });
         let accepted = top
             .iter()
             .any(|&(key, token)| token == y && key.is_finite());
