@@ -4,7 +4,9 @@
 //! kernels (`wb-kernels`) → [`primitives`] → [`experiment`] and [`studies`] →
 //! [`results`] (tables, plots, report, runs) → the `workbench` CLI.
 
+pub mod data;
 pub mod experiment;
+pub mod model;
 pub mod primitives;
 pub mod results;
 pub mod studies;

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use workbench::data;
 use workbench::experiment::config::ConfigErrors;
 use workbench::results::run::{build_report, run, RunOptions};
 use workbench::studies;
@@ -40,6 +41,11 @@ enum Command {
         /// The run's output folder.
         dir: PathBuf,
     },
+    /// Datasets and checkpoints: list them, or fetch them into the cache.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
     /// List the study kinds and the configs under experiments/.
     List {
         /// Folder of configs.
@@ -50,6 +56,21 @@ enum Command {
 
 /// The default config, compiled in.
 const EMBEDDED_QUICKSTART: &str = include_str!("../../experiments/quickstart.toml");
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// List the datasets of the manifest and whether each is in the cache.
+    List,
+    /// Fetch datasets (all when none are named) into the cache, verifying sha256.
+    Fetch {
+        /// Dataset names from `workbench data list`.
+        names: Vec<String>,
+        /// A folder with the same layout (e.g. ../shared/datasets) to copy from
+        /// instead of downloading; works offline.
+        #[arg(long)]
+        mirror: Option<PathBuf>,
+    },
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -105,11 +126,57 @@ fn main() -> ExitCode {
             }
             Err(e) => report_error(&e),
         },
+        Command::Data { command } => match data_command(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => report_error(&e),
+        },
         Command::List { experiments } => {
             list(&experiments);
             ExitCode::SUCCESS
         }
     }
+}
+
+fn data_command(command: DataCommand) -> anyhow::Result<()> {
+    let manifest = data::Manifest::embedded();
+    let cache = data::cache_dir();
+    match command {
+        DataCommand::List => {
+            println!(
+                "Cache: {} (set {} to move it)",
+                cache.display(),
+                data::DATA_DIR_ENV
+            );
+            for d in &manifest.datasets {
+                let cached = cache.join(&d.path).is_file();
+                println!(
+                    "  {:<16} {:>9} bytes  {:<9} {}  [{}]",
+                    d.name,
+                    d.bytes,
+                    if cached { "cached" } else { "not cached" },
+                    d.what,
+                    d.licence
+                );
+            }
+        }
+        DataCommand::Fetch { names, mirror } => {
+            let options = data::FetchOptions {
+                mirror,
+                cache,
+                ..data::FetchOptions::default()
+            };
+            for fetched in data::fetch(&manifest, &names, &options)? {
+                println!(
+                    "{:<16} {} ({} bytes, sha256 verified): {}",
+                    fetched.name,
+                    fetched.path.display(),
+                    fetched.bytes,
+                    fetched.source
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn report_error(e: &anyhow::Error) -> ExitCode {

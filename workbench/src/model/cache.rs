@@ -1,0 +1,69 @@
+//! The key/value cache of a decoder, which speculative decoding rolls back when
+//! the target rejects drafted tokens.
+
+use anyhow::{bail, Result};
+use candle_core::Tensor;
+
+/// Keys and values of every layer, shape `[batch, kv_heads, positions, head_dim]`.
+#[derive(Clone, Debug, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `n_layers` layers.
+    pub fn new(n_layers: usize) -> Self {
+        KvCache {
+            layers: vec![None; n_layers],
+            len: 0,
+        }
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends new keys and values for `layer` and returns all of them so far.
+    /// The position count advances when the last layer appends.
+    pub fn append(&mut self, layer: usize, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        let new = k.dim(2)?;
+        let merged = match self.layers[layer].take() {
+            None => (k, v),
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+        };
+        self.layers[layer] = Some(merged.clone());
+        if layer + 1 == self.layers.len() {
+            self.len += new;
+        }
+        Ok(merged)
+    }
+
+    /// Forgets the last `n` positions (rejected draft tokens).
+    pub fn rollback(&mut self, n: usize) -> Result<()> {
+        if n > self.len {
+            bail!(
+                "cannot roll back {n} positions of a cache holding {}",
+                self.len
+            );
+        }
+        let keep = self.len - n;
+        for slot in self.layers.iter_mut() {
+            if let Some((k, v)) = slot.take() {
+                *slot = if keep == 0 {
+                    None
+                } else {
+                    Some((k.narrow(2, 0, keep)?, v.narrow(2, 0, keep)?))
+                };
+            }
+        }
+        self.len = keep;
+        Ok(())
+    }
+}

@@ -1,0 +1,302 @@
+//! A Llama-family decoder: RMSNorm, RoPE, grouped-query attention, SwiGLU MLP,
+//! tied or untied head, optional per-head q/k norm (Qwen3).
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor, D};
+
+use super::cache::KvCache;
+use super::config::{ModelConfig, RopeStyle};
+use super::linear::{Linear, Observer};
+use super::weights::Weights;
+
+/// One transformer block.
+pub struct Block {
+    /// RMSNorm gain before attention.
+    pub attn_norm: Tensor,
+    /// Query projection.
+    pub q: Linear,
+    /// Key projection.
+    pub k: Linear,
+    /// Value projection.
+    pub v: Linear,
+    /// Attention output projection.
+    pub o: Linear,
+    /// Qwen3's RMSNorm gains of queries and keys (per head dimension).
+    pub qk_norm: Option<(Tensor, Tensor)>,
+    /// RMSNorm gain before the MLP.
+    pub mlp_norm: Tensor,
+    /// SwiGLU gate projection (llama2.c's w1).
+    pub gate: Linear,
+    /// SwiGLU up projection (w3).
+    pub up: Linear,
+    /// MLP down projection (w2).
+    pub down: Linear,
+}
+
+/// A decoder with its weights.
+pub struct Model {
+    /// The architecture.
+    pub config: ModelConfig,
+    /// Token embedding `[vocab, dim]`.
+    pub embedding: Tensor,
+    /// The blocks in order.
+    pub blocks: Vec<Block>,
+    /// Final RMSNorm gain.
+    pub norm: Tensor,
+    /// Output head `[vocab, dim]` (a copy of the embedding when tied).
+    pub head: Linear,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Model {
+    /// Builds the model from named weights; every tensor's shape is checked and
+    /// any tensor left over is an error (a mismatched config).
+    pub fn from_weights(config: ModelConfig, mut w: Weights) -> Result<Self> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        let c = &config;
+        let (dim, hidden, q_dim, kv_dim) = (c.dim, c.hidden_dim, c.q_dim(), c.kv_dim());
+        let embedding = w.take("model.embed_tokens.weight", &[c.vocab_size, dim])?;
+        let device = embedding.device().clone();
+        let mut blocks = Vec::with_capacity(c.n_layers);
+        for l in 0..c.n_layers {
+            let p = format!("model.layers.{l}");
+            let mut linear = |name: &str, shape: [usize; 2]| -> Result<Linear> {
+                let full = format!("{p}.{name}");
+                Ok(Linear::new(
+                    full.clone(),
+                    w.take(&format!("{full}.weight"), &shape)?,
+                ))
+            };
+            let q = linear("self_attn.q_proj", [q_dim, dim])?;
+            let k = linear("self_attn.k_proj", [kv_dim, dim])?;
+            let v = linear("self_attn.v_proj", [kv_dim, dim])?;
+            let o = linear("self_attn.o_proj", [dim, q_dim])?;
+            let gate = linear("mlp.gate_proj", [hidden, dim])?;
+            let up = linear("mlp.up_proj", [hidden, dim])?;
+            let down = linear("mlp.down_proj", [dim, hidden])?;
+            let qk_norm = if c.qk_norm {
+                Some((
+                    w.take(&format!("{p}.self_attn.q_norm.weight"), &[c.head_dim])?,
+                    w.take(&format!("{p}.self_attn.k_norm.weight"), &[c.head_dim])?,
+                ))
+            } else {
+                None
+            };
+            blocks.push(Block {
+                attn_norm: w.take(&format!("{p}.input_layernorm.weight"), &[dim])?,
+                mlp_norm: w.take(&format!("{p}.post_attention_layernorm.weight"), &[dim])?,
+                q,
+                k,
+                v,
+                o,
+                qk_norm,
+                gate,
+                up,
+                down,
+            });
+        }
+        let norm = w.take("model.norm.weight", &[dim])?;
+        let head_weight = if c.tied_embeddings {
+            embedding.clone()
+        } else {
+            w.take("lm_head.weight", &[c.vocab_size, dim])?
+        };
+        let left = w.names();
+        if !left.is_empty() {
+            anyhow::bail!(
+                "{}: unexpected tensors for this config: {}",
+                w.source,
+                left.join(", ")
+            );
+        }
+        let (cos, sin) = rope_tables(c, &device)?;
+        Ok(Model {
+            config,
+            embedding,
+            blocks,
+            norm,
+            head: Linear::new("lm_head", head_weight),
+            cos,
+            sin,
+        })
+    }
+
+    /// Every linear layer, in forward order, for a study to configure.
+    pub fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        let mut all = Vec::new();
+        for b in self.blocks.iter_mut() {
+            all.extend([
+                &mut b.q,
+                &mut b.k,
+                &mut b.v,
+                &mut b.o,
+                &mut b.gate,
+                &mut b.up,
+                &mut b.down,
+            ]);
+        }
+        all.push(&mut self.head);
+        all
+    }
+
+    /// Logits `[batch, tokens, vocab]` for `tokens` (`[batch, tokens]`, u32) at
+    /// positions `cache.len()..`, appending their keys and values to `cache`.
+    /// One token is a decode step; several are a prefill or a verification pass.
+    pub fn forward(
+        &self,
+        tokens: &Tensor,
+        cache: &mut KvCache,
+        observer: Option<&dyn Observer>,
+    ) -> Result<Tensor> {
+        let (batch, len) = tokens.dims2().context("tokens must be [batch, tokens]")?;
+        let start = cache.len();
+        if start + len > self.config.max_seq_len {
+            anyhow::bail!(
+                "positions {start}..{} exceed the model's max_seq_len {}",
+                start + len,
+                self.config.max_seq_len
+            );
+        }
+        let mut x = self
+            .embedding
+            .index_select(&tokens.flatten_all()?, 0)?
+            .reshape((batch, len, self.config.dim))?;
+        let mask = causal_mask(len, start, x.device())?;
+        for (l, block) in self.blocks.iter().enumerate() {
+            x = self.block(l, block, &x, start, mask.as_ref(), cache, observer)?;
+            if let Some(o) = observer {
+                o.residual(l, &x)?;
+            }
+        }
+        let x = rms_norm(&x, &self.norm, self.config.norm_eps)?;
+        self.head.forward(&x, observer)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &self,
+        layer: usize,
+        b: &Block,
+        x: &Tensor,
+        start: usize,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        observer: Option<&dyn Observer>,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let (batch, len, _) = x.dims3()?;
+        let h = rms_norm(x, &b.attn_norm, c.norm_eps)?;
+        let heads = |t: Tensor, n: usize| -> Result<Tensor> {
+            Ok(t.reshape((batch, len, n, c.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let mut q = heads(b.q.forward(&h, observer)?, c.n_heads)?;
+        let mut k = heads(b.k.forward(&h, observer)?, c.n_kv_heads)?;
+        let v = heads(b.v.forward(&h, observer)?, c.n_kv_heads)?;
+        if let Some((qn, kn)) = &b.qk_norm {
+            q = rms_norm(&q, qn, c.norm_eps)?;
+            k = rms_norm(&k, kn, c.norm_eps)?;
+        }
+        let cos = self.cos.narrow(0, start, len)?;
+        let sin = self.sin.narrow(0, start, len)?;
+        let (q, k) = match c.rope_style {
+            RopeStyle::Interleaved => (
+                candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?,
+                candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?,
+            ),
+            RopeStyle::HalfSplit => (
+                candle_nn::rotary_emb::rope(&q, &cos, &sin)?,
+                candle_nn::rotary_emb::rope(&k, &cos, &sin)?,
+            ),
+        };
+        let (k, v) = cache.append(layer, k, v)?;
+        // Grouped-query attention: query head h reads key/value head h / group.
+        let group = c.n_heads / c.n_kv_heads;
+        let (k, v) = (repeat_kv(&k, group)?, repeat_kv(&v, group)?);
+        let scale = 1.0 / (c.head_dim as f64).sqrt();
+        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let attn = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?;
+        let attn = attn.transpose(1, 2)?.reshape((batch, len, c.q_dim()))?;
+        let x = (x + b.o.forward(&attn, observer)?)?;
+        let h = rms_norm(&x, &b.mlp_norm, c.norm_eps)?;
+        let gated = (candle_nn::ops::silu(&b.gate.forward(&h, observer)?)?
+            * b.up.forward(&h, observer)?)?;
+        Ok((x + b.down.forward(&gated, observer)?)?)
+    }
+}
+
+/// RMSNorm over the last dimension with gain `weight`.
+fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    Ok(candle_nn::ops::rms_norm(
+        &x.contiguous()?,
+        weight,
+        eps as f32,
+    )?)
+}
+
+/// Repeats each key/value head `n` times along the head axis.
+fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
+    if n == 1 {
+        return Ok(x.clone());
+    }
+    let (b, heads, t, d) = x.dims4()?;
+    Ok(x.unsqueeze(2)?
+        .broadcast_as((b, heads, n, t, d))?
+        .reshape((b, heads * n, t, d))?)
+}
+
+/// Additive mask `[len, start + len]`: query i sees positions up to start + i.
+fn causal_mask(len: usize, start: usize, device: &Device) -> Result<Option<Tensor>> {
+    if len == 1 {
+        return Ok(None);
+    }
+    let total = start + len;
+    let values: Vec<f32> = (0..len)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j <= start + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Ok(Some(Tensor::from_vec(values, (len, total), device)?))
+}
+
+/// cos and sin of position × frequency, `[max_seq_len, head_dim / 2]`, with
+/// frequency j = theta^(-2j / head_dim) (run.c's and Hugging Face's convention).
+fn rope_tables(c: &ModelConfig, device: &Device) -> Result<(Tensor, Tensor)> {
+    let half = c.head_dim / 2;
+    let mut cos = Vec::with_capacity(c.max_seq_len * half);
+    let mut sin = Vec::with_capacity(c.max_seq_len * half);
+    for pos in 0..c.max_seq_len {
+        for j in 0..half {
+            let freq = 1.0 / c.rope_theta.powf((2 * j) as f64 / c.head_dim as f64);
+            let angle = pos as f64 * freq;
+            cos.push(angle.cos() as f32);
+            sin.push(angle.sin() as f32);
+        }
+    }
+    Ok((
+        Tensor::from_vec(cos, (c.max_seq_len, half), device)?.to_dtype(DType::F32)?,
+        Tensor::from_vec(sin, (c.max_seq_len, half), device)?,
+    ))
+}
+
+/// The last position's logits of each batch row, `[batch, vocab]`.
+pub fn last_logits(logits: &Tensor) -> Result<Tensor> {
+    let len = logits.dim(1)?;
+    Ok(logits.narrow(1, len - 1, 1)?.squeeze(1)?)
+}
+
+/// Index of the largest logit along the last dimension.
+pub fn argmax_last(logits: &Tensor) -> Result<Tensor> {
+    Ok(logits.argmax(D::Minus1)?)
+}
