@@ -225,3 +225,251 @@ fn bad_checkpoints_give_clear_errors() {
         .to_string();
     assert!(err.contains("bytes left after the last tensor"), "{err}");
 }
+
+mod hugging_face {
+    use super::*;
+    use std::collections::HashMap;
+    use workbench::model::config::RopeStyle;
+    use workbench::model::hf::{self, HfConfig};
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("wb-hf-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn stories260k_saved_as_hugging_face_gives_the_same_logits() {
+        let Some(path) = stories260k() else { return };
+        let reference = load(&path);
+        let mut model = load(&path);
+        // Meta-to-HF conversion: permute q/k rows to the half-split RoPE layout.
+        let head_dim = model.config.head_dim;
+        for b in model.blocks.iter_mut() {
+            for linear in [&mut b.q, &mut b.k] {
+                let permuted = hf::interleaved_to_half_split(linear.weight(), head_dim).unwrap();
+                linear.set_weight(permuted).unwrap();
+            }
+        }
+        model.config.rope_style = RopeStyle::HalfSplit;
+        let dir = scratch("stories");
+        hf::save(&model, &dir).unwrap();
+        let (config, weights) = hf::load(&dir, &Device::Cpu).unwrap();
+        assert!(config.tied_embeddings);
+        let loaded = Model::from_weights(config, weights).unwrap();
+        let seq = tokens(16, 512, 5);
+        let n = reference.config.n_layers;
+        let a = logits_of(&reference, &seq, &mut KvCache::new(n), None);
+        let b = logits_of(&loaded, &seq, &mut KvCache::new(n), None);
+        let b64: Vec<Vec<f64>> = b
+            .iter()
+            .map(|r| r.iter().map(|&v| v as f64).collect())
+            .collect();
+        let err = max_relative(&a, &b64);
+        assert!(
+            err < 1e-5,
+            "HF round trip changed logits by {err} (relative)"
+        );
+    }
+
+    /// Writes a random checkpoint of `hf_config`, optionally in two shards.
+    fn write_random(dir: &Path, hf_config: &HfConfig, sharded: bool) {
+        let c = hf_config.to_model_config().unwrap();
+        let mut t: Vec<(String, Vec<usize>)> = vec![
+            (
+                "model.embed_tokens.weight".into(),
+                vec![c.vocab_size, c.dim],
+            ),
+            ("model.norm.weight".into(), vec![c.dim]),
+        ];
+        if !c.tied_embeddings {
+            t.push(("lm_head.weight".into(), vec![c.vocab_size, c.dim]));
+        }
+        for l in 0..c.n_layers {
+            let p = format!("model.layers.{l}");
+            t.push((format!("{p}.input_layernorm.weight"), vec![c.dim]));
+            t.push((format!("{p}.post_attention_layernorm.weight"), vec![c.dim]));
+            t.push((
+                format!("{p}.self_attn.q_proj.weight"),
+                vec![c.q_dim(), c.dim],
+            ));
+            t.push((
+                format!("{p}.self_attn.k_proj.weight"),
+                vec![c.kv_dim(), c.dim],
+            ));
+            t.push((
+                format!("{p}.self_attn.v_proj.weight"),
+                vec![c.kv_dim(), c.dim],
+            ));
+            t.push((
+                format!("{p}.self_attn.o_proj.weight"),
+                vec![c.dim, c.q_dim()],
+            ));
+            t.push((
+                format!("{p}.mlp.gate_proj.weight"),
+                vec![c.hidden_dim, c.dim],
+            ));
+            t.push((format!("{p}.mlp.up_proj.weight"), vec![c.hidden_dim, c.dim]));
+            t.push((
+                format!("{p}.mlp.down_proj.weight"),
+                vec![c.dim, c.hidden_dim],
+            ));
+            if c.attention_bias {
+                t.push((format!("{p}.self_attn.q_proj.bias"), vec![c.q_dim()]));
+                t.push((format!("{p}.self_attn.k_proj.bias"), vec![c.kv_dim()]));
+                t.push((format!("{p}.self_attn.v_proj.bias"), vec![c.kv_dim()]));
+            }
+            if c.qk_norm {
+                t.push((format!("{p}.self_attn.q_norm.weight"), vec![c.head_dim]));
+                t.push((format!("{p}.self_attn.k_norm.weight"), vec![c.head_dim]));
+            }
+        }
+        let tensors: Vec<(String, Tensor)> = t
+            .into_iter()
+            .map(|(name, shape)| {
+                let x = Tensor::randn(0f32, 0.2, shape, &Device::Cpu).unwrap();
+                // Norm gains near 1, as trained models have.
+                let x = if name.ends_with("norm.weight") {
+                    (x + 1.0).unwrap()
+                } else {
+                    x
+                };
+                (name, x)
+            })
+            .collect();
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::to_string(hf_config).unwrap(),
+        )
+        .unwrap();
+        if sharded {
+            let (a, b) = tensors.split_at(tensors.len() / 2);
+            let mut map = serde_json::Map::new();
+            for (file, part) in [
+                ("model-00001-of-00002.safetensors", a),
+                ("model-00002-of-00002.safetensors", b),
+            ] {
+                let m: HashMap<String, Tensor> = part.iter().cloned().collect();
+                candle_core::safetensors::save(&m, dir.join(file)).unwrap();
+                for (name, _) in part {
+                    map.insert(name.clone(), file.into());
+                }
+            }
+            let index = serde_json::json!({"metadata": {}, "weight_map": map});
+            std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+        } else {
+            let m: HashMap<String, Tensor> = tensors.into_iter().collect();
+            candle_core::safetensors::save(&m, dir.join("model.safetensors")).unwrap();
+        }
+    }
+
+    fn tiny(model_type: &str, heads: usize, kv_heads: usize, tied: bool) -> HfConfig {
+        HfConfig {
+            model_type: model_type.into(),
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_hidden_layers: 2,
+            num_attention_heads: heads,
+            num_key_value_heads: Some(kv_heads),
+            head_dim: None,
+            vocab_size: 40,
+            max_position_embeddings: 64,
+            rope_theta: 10000.0,
+            rms_norm_eps: 1e-6,
+            tie_word_embeddings: tied,
+            attention_bias: false,
+        }
+    }
+
+    #[test]
+    fn tiny_checkpoints_load_run_and_save_back() {
+        let cases = [
+            ("llama-gqa-tied", tiny("llama", 4, 2, true), false),
+            ("mistral-mha-untied", tiny("mistral", 4, 4, false), true),
+            ("qwen2-bias", tiny("qwen2", 4, 1, true), false),
+            ("qwen3-qknorm", tiny("qwen3", 2, 1, false), true),
+        ];
+        for (name, hf_config, sharded) in cases {
+            let dir = scratch(name);
+            write_random(&dir, &hf_config, sharded);
+            let (config, weights) = hf::load(&dir, &Device::Cpu).unwrap();
+            assert_eq!(config.qk_norm, hf_config.model_type == "qwen3", "{name}");
+            assert_eq!(
+                config.attention_bias,
+                hf_config.model_type == "qwen2",
+                "{name}"
+            );
+            let model =
+                Model::from_weights(config, weights).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let seq = tokens(7, 40, 3);
+            let logits = logits_of(&model, &seq, &mut KvCache::new(2), None);
+            assert!(logits.iter().flatten().all(|v| v.is_finite()), "{name}");
+            // Saved and loaded again: the same logits to the bit.
+            let again_dir = scratch(&format!("{name}-saved"));
+            hf::save(&model, &again_dir).unwrap();
+            let (config, weights) = hf::load(&again_dir, &Device::Cpu).unwrap();
+            let again = Model::from_weights(config, weights).unwrap();
+            assert_eq!(
+                logits,
+                logits_of(&again, &seq, &mut KvCache::new(2), None),
+                "{name}"
+            );
+            // Prefill and step-by-step decode agree.
+            let mut cache = KvCache::new(2);
+            let stepwise: Vec<Vec<f32>> = seq
+                .iter()
+                .flat_map(|&t| logits_of(&model, &[t], &mut cache, None))
+                .collect();
+            for (a, b) in stepwise.iter().zip(&logits) {
+                let d = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                assert!(d < 1e-4, "{name}: decode differs from prefill by {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn mismatched_checkpoints_name_the_tensor_and_shape() {
+        let dir = scratch("mismatch");
+        write_random(&dir, &tiny("llama", 4, 2, true), false);
+        // The config claims a wider MLP than the tensors have.
+        let mut wider = tiny("llama", 4, 2, true);
+        wider.intermediate_size = 64;
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::to_string(&wider).unwrap(),
+        )
+        .unwrap();
+        let (config, weights) = hf::load(&dir, &Device::Cpu).unwrap();
+        let err = format!("{:#}", Model::from_weights(config, weights).err().unwrap());
+        assert!(
+            err.contains(
+                "`model.layers.0.mlp.gate_proj.weight` has shape [48, 32]; expected [64, 32]"
+            ),
+            "{err}"
+        );
+
+        let mut unknown = tiny("llama", 4, 2, true);
+        unknown.model_type = "gpt2".into();
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::to_string(&unknown).unwrap(),
+        )
+        .unwrap();
+        let err = format!("{:#}", hf::load(&dir, &Device::Cpu).err().unwrap());
+        assert!(err.contains("model_type `gpt2` is not supported"), "{err}");
+
+        std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::to_string(&tiny("llama", 4, 2, true)).unwrap(),
+        )
+        .unwrap();
+        let err = format!("{:#}", hf::load(&dir, &Device::Cpu).err().unwrap());
+        assert!(err.contains("no model.safetensors"), "{err}");
+
+        std::fs::write(dir.join("model.safetensors"), b"not a safetensors file").unwrap();
+        let err = format!("{:#}", hf::load(&dir, &Device::Cpu).err().unwrap());
+        assert!(err.contains("model.safetensors"), "{err}");
+    }
+}

@@ -40,6 +40,9 @@ pub struct ModelConfig {
     pub tied_embeddings: bool,
     /// Qwen3's per-head RMSNorm of queries and keys before RoPE.
     pub qk_norm: bool,
+    /// Biases on the query, key and value projections (Qwen2).
+    #[serde(default)]
+    pub attention_bias: bool,
 }
 
 impl ModelConfig {

@@ -47,6 +47,7 @@ pub struct Linear {
     /// The layer's name, as in the checkpoint without `.weight`.
     pub name: String,
     weight: Tensor,
+    bias: Option<Tensor>,
     effective: Tensor,
     config: LinearConfig,
 }
@@ -58,8 +59,20 @@ impl Linear {
             name: name.into(),
             effective: weight.clone(),
             weight,
+            bias: None,
             config: LinearConfig::default(),
         }
+    }
+
+    /// The layer with an output bias `[out]` (Qwen2's attention projections).
+    pub fn with_bias(mut self, bias: Tensor) -> Self {
+        self.bias = Some(bias);
+        self
+    }
+
+    /// The output bias, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
     }
 
     /// The original weight `[out, in]`.
@@ -104,7 +117,10 @@ impl Linear {
         if let Some(q) = &self.config.activation_quantizer {
             input = q.apply(&input)?;
         }
-        let output = input.broadcast_matmul(&self.effective.t()?)?;
+        let mut output = input.broadcast_matmul(&self.effective.t()?)?;
+        if let Some(bias) = &self.bias {
+            output = output.broadcast_add(bias)?;
+        }
         if let Some(observer) = observer {
             observer.linear(&self.name, &input, &output)?;
         }

@@ -68,13 +68,18 @@ impl Model {
                     w.take(&format!("{full}.weight"), &shape)?,
                 ))
             };
-            let q = linear("self_attn.q_proj", [q_dim, dim])?;
-            let k = linear("self_attn.k_proj", [kv_dim, dim])?;
-            let v = linear("self_attn.v_proj", [kv_dim, dim])?;
+            let mut q = linear("self_attn.q_proj", [q_dim, dim])?;
+            let mut k = linear("self_attn.k_proj", [kv_dim, dim])?;
+            let mut v = linear("self_attn.v_proj", [kv_dim, dim])?;
             let o = linear("self_attn.o_proj", [dim, q_dim])?;
             let gate = linear("mlp.gate_proj", [hidden, dim])?;
             let up = linear("mlp.up_proj", [hidden, dim])?;
             let down = linear("mlp.down_proj", [dim, hidden])?;
+            if c.attention_bias {
+                q = q.with_bias(w.take(&format!("{p}.self_attn.q_proj.bias"), &[q_dim])?);
+                k = k.with_bias(w.take(&format!("{p}.self_attn.k_proj.bias"), &[kv_dim])?);
+                v = v.with_bias(w.take(&format!("{p}.self_attn.v_proj.bias"), &[kv_dim])?);
+            }
             let qk_norm = if c.qk_norm {
                 Some((
                     w.take(&format!("{p}.self_attn.q_norm.weight"), &[c.head_dim])?,

@@ -72,6 +72,7 @@ pub fn parse(bytes: &[u8], source: &str, device: &Device) -> Result<(ModelConfig
         norm_eps: 1e-5,
         tied_embeddings: shared,
         qk_norm: false,
+        attention_bias: false,
     };
     config
         .validate()

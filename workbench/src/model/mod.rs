@@ -4,12 +4,15 @@
 //! - [`config`]: the architecture (dimensions, RoPE style, tied head, q/k norm).
 //! - [`weights`]: named tensors with shape checks that name the tensor.
 //! - [`llama2c`]: loader for llama2.c's version-0 checkpoints (stories260K).
+//! - [`hf`]: Hugging Face safetensors folders (Llama, Mistral, Qwen2, Qwen3,
+//!   SmolLM), loaded and saved.
 //! - [`linear`]: the one linear abstraction: input transform, weight and
 //!   activation quantizers, observers.
 //! - [`llama`]: the decoder itself; [`cache`]: its KV cache with rollback.
 
 pub mod cache;
 pub mod config;
+pub mod hf;
 pub mod linear;
 pub mod llama;
 pub mod llama2c;
