@@ -16,11 +16,19 @@ use workbench::model::llama2c;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let checkpoint = value("--checkpoint").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/stories260K/stories260K.bin")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/datasets/stories260K/stories260K.bin")
     });
-    let tokens: usize = value("--tokens").and_then(|v| v.parse().ok()).unwrap_or(511);
+    let tokens: usize = value("--tokens")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(511);
     let repeats: usize = value("--repeats").and_then(|v| v.parse().ok()).unwrap_or(3);
     let (config, weights) = llama2c::load(&checkpoint, &Device::Cpu)?;
     let model = Model::from_weights(config, weights)?;
@@ -33,7 +41,9 @@ fn main() -> anyhow::Result<()> {
         for _ in 0..tokens {
             let input = Tensor::new(&[[token]], &Device::Cpu)?;
             let logits = model.forward(&input, &mut cache, None)?;
-            token = argmax_last(&last_logits(&logits)?)?.squeeze(0)?.to_scalar::<u32>()?;
+            token = argmax_last(&last_logits(&logits)?)?
+                .squeeze(0)?
+                .to_scalar::<u32>()?;
             generated.push(token);
         }
         let decode = tokens as f64 / start.elapsed().as_secs_f64();

@@ -16,4 +16,6 @@ pub mod hf;
 pub mod linear;
 pub mod llama;
 pub mod llama2c;
+pub mod sample;
+pub mod transforms;
 pub mod weights;

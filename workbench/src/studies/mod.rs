@@ -3,12 +3,13 @@
 //! and one line to [`all`].
 
 pub mod acceptance;
+pub mod eval;
 
 use crate::experiment::study::Study;
 
 /// Every study the workbench knows, in the order `workbench list` shows them.
 pub fn all() -> Vec<&'static dyn Study> {
-    vec![&acceptance::AcceptanceStudy]
+    vec![&acceptance::AcceptanceStudy, &eval::EvalStudy]
 }
 
 /// The study a config's `kind` names.

@@ -1,0 +1,151 @@
+//! The evaluation study's config.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data;
+use crate::experiment::config::{ConfigErrors, KeyPath};
+use crate::experiment::study::{PointDoc, Problems};
+
+/// Weight variants the study can evaluate.
+pub const WEIGHT_VARIANTS: [&str; 3] = ["f32", "bf16", "f16"];
+
+/// The config as written.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Free text shown at the top of the report.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Seed of the sampled evaluation sequences.
+    #[serde(default)]
+    pub seed: u64,
+    /// The model (also the full-precision reference).
+    pub model: ModelSource,
+    /// The evaluation tokens.
+    #[serde(default)]
+    pub data: EvalData,
+    /// Weight variants: each linear layer's weight rounded to this type.
+    #[serde(default = "default_weights")]
+    pub weights: Vec<String>,
+}
+
+/// Where the model comes from.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSource {
+    /// A dataset name from `workbench data list` (fetched into the cache), or a
+    /// path: a llama2.c `.bin` file or a Hugging Face folder.
+    pub checkpoint: String,
+    /// Filled in when planning: the file or folder used.
+    #[serde(default)]
+    pub resolved_path: Option<PathBuf>,
+    /// Filled in when planning: sha256 of the checkpoint's files.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+/// Token sequences sampled from the full-precision model (its tokenizer may be
+/// unavailable, as for stories260K): cross-entropy minus the reference's
+/// entropy on them estimates the KL exactly computed beside it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalData {
+    /// Number of sequences.
+    #[serde(default = "default_sequences")]
+    pub sequences: usize,
+    /// Tokens per sequence, BOS included (the context length of the table).
+    #[serde(default = "default_length")]
+    pub length: usize,
+    /// Sampling temperature.
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+}
+
+impl Default for EvalData {
+    fn default() -> Self {
+        EvalData {
+            sequences: default_sequences(),
+            length: default_length(),
+            temperature: default_temperature(),
+        }
+    }
+}
+
+fn default_weights() -> Vec<String> {
+    WEIGHT_VARIANTS.iter().map(|s| s.to_string()).collect()
+}
+fn default_sequences() -> usize {
+    16
+}
+fn default_length() -> usize {
+    128
+}
+fn default_temperature() -> f64 {
+    1.0
+}
+
+/// The checkpoint a `checkpoint` value names: a cached dataset, or a path
+/// relative to the current folder.
+pub fn resolve_checkpoint(checkpoint: &str) -> Result<PathBuf, String> {
+    let manifest = data::Manifest::embedded();
+    if manifest.find(checkpoint).is_ok() {
+        return data::locate(&manifest, checkpoint, &data::FetchOptions::default())
+            .map_err(|e| format!("{e:#}"));
+    }
+    let path = Path::new(checkpoint);
+    if path.exists() {
+        Ok(path.to_path_buf())
+    } else {
+        Err(format!(
+            "`{checkpoint}` is neither a dataset of `workbench data list` nor an existing path"
+        ))
+    }
+}
+
+impl EvalConfig {
+    /// Parses and checks one point of a config, resolving the checkpoint.
+    pub fn from_doc(doc: &PointDoc) -> Result<Self, ConfigErrors> {
+        let mut config: EvalConfig = doc.deserialize()?;
+        let root = KeyPath::root();
+        let mut problems = Problems::new(doc);
+        match resolve_checkpoint(&config.model.checkpoint) {
+            Ok(path) => config.model.resolved_path = Some(path),
+            Err(message) => problems.add(&root.key("model").key("checkpoint"), message),
+        }
+        if config.data.sequences == 0 {
+            problems.add(
+                &root.key("data").key("sequences"),
+                "expected at least one sequence",
+            );
+        }
+        if config.data.length < 2 {
+            problems.add(
+                &root.key("data").key("length"),
+                "expected at least 2 tokens per sequence",
+            );
+        }
+        if !(config.data.temperature.is_finite() && config.data.temperature > 0.0) {
+            problems.add(
+                &root.key("data").key("temperature"),
+                "expected a temperature > 0",
+            );
+        }
+        if config.weights.is_empty() {
+            problems.add(&root.key("weights"), "expected a non-empty list");
+        }
+        for (i, w) in config.weights.iter().enumerate() {
+            if !WEIGHT_VARIANTS.contains(&w.as_str()) {
+                problems.add(
+                    &root.key("weights").index(i),
+                    format!(
+                        "unknown weight variant `{w}`; expected one of {}",
+                        WEIGHT_VARIANTS.join(", ")
+                    ),
+                );
+            }
+        }
+        problems.finish(config)
+    }
+}
