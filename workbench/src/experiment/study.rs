@@ -97,6 +97,16 @@ impl<'a> Problems<'a> {
 /// The output of one unit of work, stored as JSON so that a rerun can skip it.
 pub type UnitOutput = serde_json::Value;
 
+/// What the runner gives a unit besides its index.
+#[derive(Clone, Debug)]
+pub struct UnitContext {
+    /// A folder of the unit's own for state that must survive a crash (e.g.
+    /// training checkpoints); it persists across reruns of the same run.
+    pub work_dir: std::path::PathBuf,
+    /// Whether the run may print progress (false with `--quiet`).
+    pub verbose: bool,
+}
+
 /// A validated, fully resolved point of a study, split into independent units.
 pub trait Plan: Send + Sync {
     /// The config with every default filled in, as recorded in the manifest.
@@ -107,7 +117,7 @@ pub trait Plan: Send + Sync {
     fn units(&self) -> Vec<String>;
     /// Runs unit `index` of [`units`](Self::units). Must be a pure function of
     /// the resolved config and the index, whatever the thread count.
-    fn run_unit(&self, index: usize) -> anyhow::Result<UnitOutput>;
+    fn run_unit(&self, index: usize, context: &UnitContext) -> anyhow::Result<UnitOutput>;
     /// Builds the study's tables from every unit's output, in unit order.
     fn tables(&self, outputs: &[UnitOutput]) -> anyhow::Result<Vec<Table>>;
 }

@@ -45,6 +45,10 @@ pub struct Model {
     pub norm: Tensor,
     /// Output head `[vocab, dim]` (a copy of the embedding when tied).
     pub head: Linear,
+    /// Use only operations with gradients (for training). candle's fused RMSNorm
+    /// and RoPE kernels have no backward pass; the composite forms compute the
+    /// same functions, up to float rounding.
+    pub differentiable: bool,
     cos: Tensor,
     sin: Tensor,
 }
@@ -122,6 +126,7 @@ impl Model {
             blocks,
             norm,
             head: Linear::new("lm_head", head_weight),
+            differentiable: false,
             cos,
             sin,
         })
@@ -174,7 +179,7 @@ impl Model {
                 o.residual(l, &x)?;
             }
         }
-        let x = rms_norm(&x, &self.norm, self.config.norm_eps)?;
+        let x = self.rms_norm(&x, &self.norm)?;
         self.head.forward(&x, observer)
     }
 
@@ -191,7 +196,7 @@ impl Model {
     ) -> Result<Tensor> {
         let c = &self.config;
         let (batch, len, _) = x.dims3()?;
-        let h = rms_norm(x, &b.attn_norm, c.norm_eps)?;
+        let h = self.rms_norm(x, &b.attn_norm)?;
         let heads = |t: Tensor, n: usize| -> Result<Tensor> {
             Ok(t.reshape((batch, len, n, c.head_dim))?
                 .transpose(1, 2)?
@@ -201,21 +206,12 @@ impl Model {
         let mut k = heads(b.k.forward(&h, observer)?, c.n_kv_heads)?;
         let v = heads(b.v.forward(&h, observer)?, c.n_kv_heads)?;
         if let Some((qn, kn)) = &b.qk_norm {
-            q = rms_norm(&q, qn, c.norm_eps)?;
-            k = rms_norm(&k, kn, c.norm_eps)?;
+            q = self.rms_norm(&q, qn)?;
+            k = self.rms_norm(&k, kn)?;
         }
         let cos = self.cos.narrow(0, start, len)?;
         let sin = self.sin.narrow(0, start, len)?;
-        let (q, k) = match c.rope_style {
-            RopeStyle::Interleaved => (
-                candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?,
-                candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?,
-            ),
-            RopeStyle::HalfSplit => (
-                candle_nn::rotary_emb::rope(&q, &cos, &sin)?,
-                candle_nn::rotary_emb::rope(&k, &cos, &sin)?,
-            ),
-        };
+        let (q, k) = (self.rope(&q, &cos, &sin)?, self.rope(&k, &cos, &sin)?);
         let (k, v) = cache.append(layer, k, v)?;
         // Grouped-query attention: query head h reads key/value head h / group.
         let group = c.n_heads / c.n_kv_heads;
@@ -225,23 +221,71 @@ impl Model {
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
-        let attn = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?;
+        let weights = if self.differentiable {
+            candle_nn::ops::softmax(&scores, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
+        let attn = weights.matmul(&v)?;
         let attn = attn.transpose(1, 2)?.reshape((batch, len, c.q_dim()))?;
         let x = (x + b.o.forward(&attn, observer)?)?;
-        let h = rms_norm(&x, &b.mlp_norm, c.norm_eps)?;
+        let h = self.rms_norm(&x, &b.mlp_norm)?;
         let gated = (candle_nn::ops::silu(&b.gate.forward(&h, observer)?)?
             * b.up.forward(&h, observer)?)?;
         Ok((x + b.down.forward(&gated, observer)?)?)
     }
 }
 
-/// RMSNorm over the last dimension with gain `weight`.
-fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-    Ok(candle_nn::ops::rms_norm(
-        &x.contiguous()?,
-        weight,
-        eps as f32,
-    )?)
+impl Model {
+    /// RMSNorm over the last dimension with gain `weight`.
+    fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+        let eps = self.config.norm_eps;
+        if self.differentiable {
+            let scale = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
+            return Ok(x.broadcast_mul(&scale)?.broadcast_mul(weight)?);
+        }
+        Ok(candle_nn::ops::rms_norm(
+            &x.contiguous()?,
+            weight,
+            eps as f32,
+        )?)
+    }
+
+    /// Rotary embedding of `x` `[batch, heads, tokens, head_dim]` with tables
+    /// `[tokens, head_dim / 2]`.
+    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        if !self.differentiable {
+            return Ok(match self.config.rope_style {
+                RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(x, cos, sin)?,
+                RopeStyle::HalfSplit => candle_nn::rotary_emb::rope(x, cos, sin)?,
+            });
+        }
+        let (b, h, t, d) = x.dims4()?;
+        let (cos, sin) = (
+            cos.reshape((1, 1, t, d / 2))?,
+            sin.reshape((1, 1, t, d / 2))?,
+        );
+        let rotate = |x0: &Tensor, x1: &Tensor| -> Result<(Tensor, Tensor)> {
+            let y0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
+            let y1 = (x0.broadcast_mul(&sin)? + x1.broadcast_mul(&cos)?)?;
+            Ok((y0, y1))
+        };
+        Ok(match self.config.rope_style {
+            RopeStyle::Interleaved => {
+                let pairs = x.reshape((b, h, t, d / 2, 2))?;
+                let x0 = pairs.narrow(4, 0, 1)?.squeeze(4)?;
+                let x1 = pairs.narrow(4, 1, 1)?.squeeze(4)?;
+                let (y0, y1) = rotate(&x0, &x1)?;
+                Tensor::stack(&[y0, y1], 4)?.reshape((b, h, t, d))?
+            }
+            RopeStyle::HalfSplit => {
+                let x0 = x.narrow(3, 0, d / 2)?;
+                let x1 = x.narrow(3, d / 2, d / 2)?;
+                let (y0, y1) = rotate(&x0, &x1)?;
+                Tensor::cat(&[y0, y1], 3)?
+            }
+        })
+    }
 }
 
 /// Repeats each key/value head `n` times along the head axis.

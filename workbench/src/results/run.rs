@@ -17,7 +17,7 @@ use super::store::{unit_id, write_atomic, StoredUnit, UnitStore};
 use super::{manifest, plot, report, tables};
 use crate::experiment::config::{ConfigErrors, ConfigSource, KeyPath};
 use crate::experiment::outputs::{Column, Table};
-use crate::experiment::study::{Plan, PointDoc, Study};
+use crate::experiment::study::{Plan, PointDoc, Study, UnitContext};
 use crate::experiment::sweep::{self, Axis, SweepPoint};
 use crate::studies;
 
@@ -240,8 +240,12 @@ pub fn run(options: &RunOptions) -> Result<RunSummary> {
             .par_iter()
             .map(|job| -> Result<(String, Value)> {
                 let plan = &planned.points[job.point].1;
+                let context = UnitContext {
+                    work_dir: out.join("work").join(&job.id),
+                    verbose: !options.quiet,
+                };
                 let output = plan
-                    .run_unit(job.unit)
+                    .run_unit(job.unit, &context)
                     .with_context(|| format!("unit `{}`", job.key))?;
                 store.save(&StoredUnit {
                     id: job.id.clone(),

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::AcceptanceConfig;
 use super::pairs;
-use crate::experiment::study::{Plan, UnitOutput};
+use crate::experiment::study::{Plan, UnitContext, UnitOutput};
 use crate::primitives::acceptance::simulate::Simulator;
 use crate::primitives::acceptance::{exact, Rule};
 use crate::primitives::distribution::{total_variation, with_temperature};
@@ -192,7 +192,7 @@ impl Plan for AcceptancePlan {
             .collect()
     }
 
-    fn run_unit(&self, index: usize) -> anyhow::Result<UnitOutput> {
+    fn run_unit(&self, index: usize, _context: &UnitContext) -> anyhow::Result<UnitOutput> {
         let result = self.measure(&self.units[index])?;
         Ok(serde_json::to_value(result)?)
     }

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::config::EvalConfig;
 use crate::data;
 use crate::experiment::outputs::Table;
-use crate::experiment::study::{Plan, UnitOutput};
+use crate::experiment::study::{Plan, UnitContext, UnitOutput};
 use crate::model::cache::KvCache;
 use crate::model::linear::LinearConfig;
 use crate::model::llama::Model;
@@ -184,7 +184,7 @@ impl Plan for EvalPlan {
             .collect()
     }
 
-    fn run_unit(&self, index: usize) -> Result<UnitOutput> {
+    fn run_unit(&self, index: usize, _context: &UnitContext) -> Result<UnitOutput> {
         let variant = &self.config.weights[index];
         let reference = self.load()?;
         let seqs = self.sequences(&reference)?;
