@@ -10,3 +10,4 @@ pub mod model;
 pub mod primitives;
 pub mod results;
 pub mod studies;
+pub mod train;
