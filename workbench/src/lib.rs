@@ -10,4 +10,5 @@ pub mod model;
 pub mod primitives;
 pub mod results;
 pub mod studies;
+pub mod text;
 pub mod train;

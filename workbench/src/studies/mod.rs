@@ -4,12 +4,17 @@
 
 pub mod acceptance;
 pub mod eval;
+pub mod train;
 
 use crate::experiment::study::Study;
 
 /// Every study the workbench knows, in the order `workbench list` shows them.
 pub fn all() -> Vec<&'static dyn Study> {
-    vec![&acceptance::AcceptanceStudy, &eval::EvalStudy]
+    vec![
+        &acceptance::AcceptanceStudy,
+        &eval::EvalStudy,
+        &train::TrainStudy,
+    ]
 }
 
 /// The study a config's `kind` names.

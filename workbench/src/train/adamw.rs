@@ -59,7 +59,9 @@ impl AdamW {
         let scale_m = 1f64 / (1f64 - beta1.powi(self.step as i32));
         let scale_v = 1f64 / (1f64 - beta2.powi(self.step as i32));
         for s in &self.slots {
-            let Some(g) = grads.get(s.var.as_tensor()) else { continue };
+            let Some(g) = grads.get(s.var.as_tensor()) else {
+                continue;
+            };
             let next_m = ((s.m.as_tensor() * beta1)? + (g * (1.0 - beta1))?)?;
             let next_v = ((s.v.as_tensor() * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
             let m_hat = (&next_m * scale_m)?;
@@ -89,9 +91,15 @@ impl AdamW {
         for s in &self.slots {
             for (kind, var) in [("m", &s.m), ("v", &s.v)] {
                 let key = format!("{kind}.{}", s.name);
-                let t = map.remove(&key).with_context(|| format!("optimizer state lacks `{key}`"))?;
+                let t = map
+                    .remove(&key)
+                    .with_context(|| format!("optimizer state lacks `{key}`"))?;
                 if t.dims() != var.dims() {
-                    bail!("optimizer state `{key}` has shape {:?}; expected {:?}", t.dims(), var.dims());
+                    bail!(
+                        "optimizer state `{key}` has shape {:?}; expected {:?}",
+                        t.dims(),
+                        var.dims()
+                    );
                 }
                 var.set(&t)?;
             }
@@ -120,7 +128,14 @@ mod tests {
         let theirs_var = Var::from_tensor(&start).unwrap();
         let mut ours = AdamW::new(vec![("w".into(), ours_var.clone())], params.clone()).unwrap();
         let mut theirs = candle_nn::AdamW::new(vec![theirs_var.clone()], params.clone()).unwrap();
-        let loss = |v: &Var| (v.as_tensor() - &target).unwrap().sqr().unwrap().sum_all().unwrap();
+        let loss = |v: &Var| {
+            (v.as_tensor() - &target)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
         for _ in 0..5 {
             ours.step(&loss(&ours_var).backward().unwrap()).unwrap();
             theirs.step(&loss(&theirs_var).backward().unwrap()).unwrap();
@@ -137,7 +152,9 @@ mod tests {
         resumed.load_state(state, step).unwrap();
         for _ in 0..3 {
             ours.step(&loss(&ours_var).backward().unwrap()).unwrap();
-            resumed.step(&loss(&resumed_var).backward().unwrap()).unwrap();
+            resumed
+                .step(&loss(&resumed_var).backward().unwrap())
+                .unwrap();
         }
         assert_eq!(
             ours_var.as_tensor().to_vec2::<f32>().unwrap(),

@@ -15,22 +15,43 @@ const STREAM_INIT: u32 = 0x0006_0000;
 
 /// Names and shapes of every tensor of a decoder, in a fixed order.
 pub fn tensor_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let mut t = vec![("model.embed_tokens.weight".to_string(), vec![c.vocab_size, c.dim])];
+    let mut t = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![c.vocab_size, c.dim],
+    )];
     for l in 0..c.n_layers {
         let p = format!("model.layers.{l}");
         t.push((format!("{p}.input_layernorm.weight"), vec![c.dim]));
-        t.push((format!("{p}.self_attn.q_proj.weight"), vec![c.q_dim(), c.dim]));
-        t.push((format!("{p}.self_attn.k_proj.weight"), vec![c.kv_dim(), c.dim]));
-        t.push((format!("{p}.self_attn.v_proj.weight"), vec![c.kv_dim(), c.dim]));
-        t.push((format!("{p}.self_attn.o_proj.weight"), vec![c.dim, c.q_dim()]));
+        t.push((
+            format!("{p}.self_attn.q_proj.weight"),
+            vec![c.q_dim(), c.dim],
+        ));
+        t.push((
+            format!("{p}.self_attn.k_proj.weight"),
+            vec![c.kv_dim(), c.dim],
+        ));
+        t.push((
+            format!("{p}.self_attn.v_proj.weight"),
+            vec![c.kv_dim(), c.dim],
+        ));
+        t.push((
+            format!("{p}.self_attn.o_proj.weight"),
+            vec![c.dim, c.q_dim()],
+        ));
         if c.qk_norm {
             t.push((format!("{p}.self_attn.q_norm.weight"), vec![c.head_dim]));
             t.push((format!("{p}.self_attn.k_norm.weight"), vec![c.head_dim]));
         }
         t.push((format!("{p}.post_attention_layernorm.weight"), vec![c.dim]));
-        t.push((format!("{p}.mlp.gate_proj.weight"), vec![c.hidden_dim, c.dim]));
+        t.push((
+            format!("{p}.mlp.gate_proj.weight"),
+            vec![c.hidden_dim, c.dim],
+        ));
         t.push((format!("{p}.mlp.up_proj.weight"), vec![c.hidden_dim, c.dim]));
-        t.push((format!("{p}.mlp.down_proj.weight"), vec![c.dim, c.hidden_dim]));
+        t.push((
+            format!("{p}.mlp.down_proj.weight"),
+            vec![c.dim, c.hidden_dim],
+        ));
     }
     t.push(("model.norm.weight".to_string(), vec![c.dim]));
     if !c.tied_embeddings {
@@ -50,7 +71,11 @@ pub fn init_weights(c: &ModelConfig, seed: u64, device: &Device) -> Result<Weigh
             Tensor::ones(shape.as_slice(), candle_core::DType::F32, device)?
         } else {
             let residual = name.ends_with("o_proj.weight") || name.ends_with("down_proj.weight");
-            let std = if residual { 0.02 / (2.0 * c.n_layers as f64).sqrt() } else { 0.02 };
+            let std = if residual {
+                0.02 / (2.0 * c.n_layers as f64).sqrt()
+            } else {
+                0.02
+            };
             let values: Vec<f32> = (0..count as u64)
                 .map(|i| {
                     // Box-Muller on two keyed uniforms.

@@ -98,17 +98,18 @@ pub fn train(
     let device = Device::Cpu;
     let fingerprint = serde_json::to_string(&(config, spec))?;
     let checkpoint = work_dir.join("checkpoint");
-    let (mut tensors, mut start, mut history, optimizer_state) = match load_checkpoint(&checkpoint, &fingerprint, &device)? {
-        Some(c) => (c.0, c.1, c.2, Some(c.3)),
-        None => {
-            let mut w = init_weights(config, spec.seed, &device)?;
-            let tensors = tensor_shapes(config)
-                .into_iter()
-                .map(|(name, shape)| Ok((name.clone(), w.take(&name, &shape)?)))
-                .collect::<Result<Vec<_>>>()?;
-            (tensors, 0, Vec::new(), None)
-        }
-    };
+    let (mut tensors, mut start, mut history, optimizer_state) =
+        match load_checkpoint(&checkpoint, &fingerprint, &device)? {
+            Some(c) => (c.0, c.1, c.2, Some(c.3)),
+            None => {
+                let mut w = init_weights(config, spec.seed, &device)?;
+                let tensors = tensor_shapes(config)
+                    .into_iter()
+                    .map(|(name, shape)| Ok((name.clone(), w.take(&name, &shape)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                (tensors, 0, Vec::new(), None)
+            }
+        };
     let vars: Vec<(String, Var)> = tensors
         .drain(..)
         .map(|(n, t)| Ok((n, Var::from_tensor(&t)?)))
@@ -129,7 +130,9 @@ pub fn train(
         optimizer.load_state(state, step)?;
     }
     let resumed_from = start;
-    let abort_after: Option<usize> = std::env::var(ABORT_AFTER_STEPS).ok().and_then(|v| v.parse().ok());
+    let abort_after: Option<usize> = std::env::var(ABORT_AFTER_STEPS)
+        .ok()
+        .and_then(|v| v.parse().ok());
     let clock = Instant::now();
     while start < spec.steps {
         let step = start;
@@ -142,7 +145,11 @@ pub fn train(
         optimizer.step(&grads)?;
         let done = step + 1;
         let evaluate = done % spec.eval_every == 0 || done == spec.steps;
-        let valid_loss = if evaluate { Some(evaluate_loss(&model, eval, spec.batch)?) } else { None };
+        let valid_loss = if evaluate {
+            Some(evaluate_loss(&model, eval, spec.batch)?)
+        } else {
+            None
+        };
         history.push(LogRow {
             step: done,
             lr,
@@ -182,7 +189,13 @@ pub fn train(
 }
 
 /// Mean cross-entropy of next-token prediction over a batch.
-fn loss_of(model: &Model, inputs: &[u32], targets: &[u32], batch: usize, context: usize) -> Result<Tensor> {
+fn loss_of(
+    model: &Model,
+    inputs: &[u32],
+    targets: &[u32],
+    batch: usize,
+    context: usize,
+) -> Result<Tensor> {
     let x = Tensor::from_slice(inputs, (batch, context), &Device::Cpu)?;
     let y = Tensor::from_slice(targets, batch * context, &Device::Cpu)?;
     let logits = model.forward(&x, &mut KvCache::new(model.config.n_layers), None)?;
@@ -226,7 +239,12 @@ fn clip(grads: &mut GradStore, vars: &[(String, Var)], max: f64) -> Result<f64> 
     Ok(norm)
 }
 
-type Loaded = (Vec<(String, Tensor)>, usize, Vec<LogRow>, (HashMap<String, Tensor>, usize));
+type Loaded = (
+    Vec<(String, Tensor)>,
+    usize,
+    Vec<LogRow>,
+    (HashMap<String, Tensor>, usize),
+);
 
 fn load_checkpoint(dir: &Path, fingerprint: &str, device: &Device) -> Result<Option<Loaded>> {
     // A crash between the two renames of `save_checkpoint` leaves only the old
@@ -235,7 +253,10 @@ fn load_checkpoint(dir: &Path, fingerprint: &str, device: &Device) -> Result<Opt
         if let Some(parent) = dir.parent() {
             if let Ok(entries) = std::fs::read_dir(parent) {
                 for e in entries.flatten() {
-                    if e.file_name().to_string_lossy().starts_with("checkpoint.old-") {
+                    if e.file_name()
+                        .to_string_lossy()
+                        .starts_with("checkpoint.old-")
+                    {
                         std::fs::rename(e.path(), dir)?;
                         break;
                     }
@@ -247,7 +268,8 @@ fn load_checkpoint(dir: &Path, fingerprint: &str, device: &Device) -> Result<Opt
     let Ok(text) = std::fs::read_to_string(&state_path) else {
         return Ok(None);
     };
-    let state: CheckpointState = serde_json::from_str(&text).with_context(|| format!("reading {}", state_path.display()))?;
+    let state: CheckpointState =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", state_path.display()))?;
     if state.fingerprint != fingerprint {
         bail!(
             "{} belongs to a different model or training config; remove it to start over",
@@ -258,7 +280,12 @@ fn load_checkpoint(dir: &Path, fingerprint: &str, device: &Device) -> Result<Opt
     let optimizer = candle_core::safetensors::load(dir.join("optimizer.safetensors"), device)?;
     let mut tensors: Vec<(String, Tensor)> = weights.into_iter().collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(Some((tensors, state.step, state.history, (optimizer, state.step))))
+    Ok(Some((
+        tensors,
+        state.step,
+        state.history,
+        (optimizer, state.step),
+    )))
 }
 
 /// Writes the checkpoint into a fresh folder, then swaps it in, so a crash
@@ -276,7 +303,10 @@ fn save_checkpoint(
     let fresh: PathBuf = parent.join(format!("checkpoint.new-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&fresh);
     std::fs::create_dir_all(&fresh)?;
-    let weights: HashMap<String, Tensor> = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+    let weights: HashMap<String, Tensor> = vars
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
     candle_core::safetensors::save(&weights, fresh.join("weights.safetensors"))?;
     let (state, steps) = optimizer.state();
     debug_assert_eq!(steps, step);

@@ -195,10 +195,16 @@ impl TrainConfig {
             problems.add(&data.key("valid"), e);
         }
         if !(config.data.valid_fraction > 0.0 && config.data.valid_fraction < 0.5) {
-            problems.add(&data.key("valid_fraction"), "expected a fraction in (0, 0.5)");
+            problems.add(
+                &data.key("valid_fraction"),
+                "expected a fraction in (0, 0.5)",
+            );
         }
         if config.data.vocab_size < 260 || config.data.vocab_size > 65536 {
-            problems.add(&data.key("vocab_size"), "expected 260 to 65536 (byte-level BPE needs the 256 bytes and specials)");
+            problems.add(
+                &data.key("vocab_size"),
+                "expected 260 to 65536 (byte-level BPE needs the 256 bytes and specials)",
+            );
         }
         if config.data.eval_windows == 0 {
             problems.add(&data.key("eval_windows"), "expected at least one window");
@@ -215,7 +221,7 @@ impl TrainConfig {
                 problems.add(&m.key(key), "expected a positive size");
             }
         }
-        if config.model.n_heads > 0 && config.model.dim % config.model.n_heads != 0 {
+        if config.model.n_heads > 0 && !config.model.dim.is_multiple_of(config.model.n_heads) {
             problems.add(&m.key("n_heads"), "dim must be a multiple of n_heads");
         } else if let Err(e) = config.model_config().validate() {
             problems.add(&m, e);

@@ -23,10 +23,16 @@ impl Study for TrainStudy {
     }
 
     fn plan(&self, doc: &PointDoc) -> Result<Box<dyn Plan>, ConfigErrors> {
-        Ok(Box::new(plan::TrainPlan::new(config::TrainConfig::from_doc(doc)?)))
+        Ok(Box::new(plan::TrainPlan::new(
+            config::TrainConfig::from_doc(doc)?,
+        )))
     }
 
-    fn report(&self, tables: &[Table], manifest: &serde_json::Value) -> anyhow::Result<ReportContent> {
+    fn report(
+        &self,
+        tables: &[Table],
+        manifest: &serde_json::Value,
+    ) -> anyhow::Result<ReportContent> {
         report::content(tables, manifest)
     }
 }

@@ -59,7 +59,9 @@ impl Plan for TrainPlan {
     fn run_unit(&self, _index: usize, context: &UnitContext) -> Result<UnitOutput> {
         let c = &self.config;
         let (train_path, valid_path) = c.data.resolved.clone().context("unresolved data")?;
-        let read = |p: &std::path::Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+        };
         let train_text = read(&train_path)?;
         let valid_text;
         let (train_part, valid_part) = match &valid_path {
@@ -94,9 +96,11 @@ impl Plan for TrainPlan {
         hf::save(&trained.model, &staging)?;
         tokenizer.save(&staging.join("tokenizer.json"))?;
         if output.exists() {
-            std::fs::remove_dir_all(output).with_context(|| format!("replacing {}", output.display()))?;
+            std::fs::remove_dir_all(output)
+                .with_context(|| format!("replacing {}", output.display()))?;
         }
-        std::fs::rename(&staging, output).with_context(|| format!("writing {}", output.display()))?;
+        std::fs::rename(&staging, output)
+            .with_context(|| format!("writing {}", output.display()))?;
         let parameters = crate::train::init::tensor_shapes(&model_config)
             .iter()
             .map(|(_, s)| s.iter().product::<usize>())
@@ -117,27 +121,66 @@ impl Plan for TrainPlan {
         let r: TrainResult = serde_json::from_value(outputs[0].clone())?;
         let h = &r.history;
         let curve = Table::new("loss_curve")
-            .with("step", Column::I64(h.iter().map(|x| Some(x.step as i64)).collect()))
+            .with(
+                "step",
+                Column::I64(h.iter().map(|x| Some(x.step as i64)).collect()),
+            )
             .with("lr", Column::F64(h.iter().map(|x| Some(x.lr)).collect()))
-            .with("train_loss", Column::F64(h.iter().map(|x| Some(x.train_loss)).collect()))
-            .with("grad_norm", Column::F64(h.iter().map(|x| Some(x.grad_norm)).collect()))
-            .with("valid_loss", Column::F64(h.iter().map(|x| x.valid_loss).collect()));
+            .with(
+                "train_loss",
+                Column::F64(h.iter().map(|x| Some(x.train_loss)).collect()),
+            )
+            .with(
+                "grad_norm",
+                Column::F64(h.iter().map(|x| Some(x.grad_norm)).collect()),
+            )
+            .with(
+                "valid_loss",
+                Column::F64(h.iter().map(|x| x.valid_loss).collect()),
+            );
         let last_valid = h.iter().rev().find_map(|x| x.valid_loss);
         let spec = self.config.spec();
         let summary = Table::new("summary")
             .with("output", Column::Str(vec![Some(r.output.clone())]))
             .with("parameters", Column::I64(vec![Some(r.parameters as i64)]))
-            .with("vocab_size", Column::I64(vec![Some(self.config.data.vocab_size as i64)]))
+            .with(
+                "vocab_size",
+                Column::I64(vec![Some(self.config.data.vocab_size as i64)]),
+            )
             .with("steps", Column::I64(vec![Some(spec.steps as i64)]))
-            .with("tokens_seen", Column::I64(vec![Some((spec.steps * spec.batch * spec.context) as i64)]))
-            .with("train_tokens", Column::I64(vec![Some(r.train_tokens as i64)]))
-            .with("valid_tokens", Column::I64(vec![Some(r.valid_tokens as i64)]))
-            .with("bytes_per_token", Column::F64(vec![Some(r.bytes_per_token)]))
-            .with("final_train_loss", Column::F64(vec![h.last().map(|x| x.train_loss)]))
+            .with(
+                "tokens_seen",
+                Column::I64(vec![Some((spec.steps * spec.batch * spec.context) as i64)]),
+            )
+            .with(
+                "train_tokens",
+                Column::I64(vec![Some(r.train_tokens as i64)]),
+            )
+            .with(
+                "valid_tokens",
+                Column::I64(vec![Some(r.valid_tokens as i64)]),
+            )
+            .with(
+                "bytes_per_token",
+                Column::F64(vec![Some(r.bytes_per_token)]),
+            )
+            .with(
+                "final_train_loss",
+                Column::F64(vec![h.last().map(|x| x.train_loss)]),
+            )
             .with("final_valid_loss", Column::F64(vec![last_valid]))
-            .with("valid_perplexity", Column::F64(vec![last_valid.map(f64::exp)]))
-            .with("train_tokens_per_second", Column::F64(vec![Some(r.tokens_per_second)]))
-            .with("resumed_from", Column::I64(vec![Some(r.resumed_from as i64)]));
+            .with(
+                "valid_perplexity",
+                Column::F64(vec![last_valid.map(f64::exp)]),
+            )
+            .with(
+                "train_tokens_per_second",
+                Column::F64(vec![Some(r.tokens_per_second)]),
+            )
+            .with(
+                "resumed_from",
+                Column::I64(vec![Some(r.resumed_from as i64)]),
+            );
         Ok(vec![curve, summary])
     }
 }

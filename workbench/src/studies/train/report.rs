@@ -7,20 +7,36 @@ use crate::experiment::outputs::{
 };
 
 fn find<'a>(tables: &'a [Table], name: &str) -> Result<&'a Table> {
-    tables.iter().find(|t| t.name == name).ok_or_else(|| anyhow!("the run saved no table `{name}`"))
+    tables
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| anyhow!("the run saved no table `{name}`"))
 }
 
 fn col(t: &Table, name: &str) -> Result<Vec<Option<f64>>> {
-    t.f64s(name).ok_or_else(|| anyhow!("table {} has no column {name}", t.name))
+    t.f64s(name)
+        .ok_or_else(|| anyhow!("table {} has no column {name}", t.name))
 }
 
 /// Builds the report content of a training run.
 pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<ReportContent> {
     let curve = find(tables, "loss_curve")?;
     let summary = find(tables, "summary")?;
-    let (step, train, valid) = (col(curve, "step")?, col(curve, "train_loss")?, col(curve, "valid_loss")?);
-    let get = |n: &str| col(summary, n).ok().and_then(|v| v.first().cloned().flatten()).unwrap_or(f64::NAN);
-    let output = summary.strs("output").and_then(|v| v[0].clone()).unwrap_or_default();
+    let (step, train, valid) = (
+        col(curve, "step")?,
+        col(curve, "train_loss")?,
+        col(curve, "valid_loss")?,
+    );
+    let get = |n: &str| {
+        col(summary, n)
+            .ok()
+            .and_then(|v| v.first().cloned().flatten())
+            .unwrap_or(f64::NAN)
+    };
+    let output = summary
+        .strs("output")
+        .and_then(|v| v[0].clone())
+        .unwrap_or_default();
     let findings = vec![
         format!(
             "{} parameters trained for {} steps ({} tokens seen); final validation loss {:.4} nats/token \
@@ -50,10 +66,21 @@ pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<Report
         y_scale: Scale::Linear,
         y_range: None,
         series: vec![
-            Series { name: "train (batch)".into(), group: Some("train".into()), style: SeriesStyle::Line, points: points(&train) },
-            Series { name: "validation".into(), group: Some("valid".into()), style: SeriesStyle::LineMarkers, points: points(&valid) },
+            Series {
+                name: "train (batch)".into(),
+                group: Some("train".into()),
+                style: SeriesStyle::Line,
+                points: points(&train),
+            },
+            Series {
+                name: "validation".into(),
+                group: Some("valid".into()),
+                style: SeriesStyle::LineMarkers,
+                points: points(&valid),
+            },
         ],
-        caption: "Training loss of each step's batch and validation loss at each evaluation.".into(),
+        caption: "Training loss of each step's batch and validation loss at each evaluation."
+            .into(),
     };
     Ok(ReportContent {
         title: "Training run".into(),

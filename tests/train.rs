@@ -1,0 +1,124 @@
+//! End-to-end tests of the training recipe: it learns, writes a loadable model,
+//! and a killed run resumes to exactly the result of an uninterrupted one.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn corpus(dir: &Path) -> Option<PathBuf> {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/datasets/tinyshakespeare/input.txt");
+    let Ok(text) = std::fs::read_to_string(&source) else {
+        eprintln!("skipping: no offline mirror at {}", source.display());
+        return None;
+    };
+    let path = dir.join("corpus.txt");
+    std::fs::write(&path, &text[..60_000]).unwrap();
+    Some(path)
+}
+
+fn config(dir: &Path, corpus: &Path, output: &Path) -> PathBuf {
+    let text = format!(
+        r#"kind = "train"
+seed = 5
+output = "{}"
+[data]
+train = "{}"
+vocab_size = 300
+eval_windows = 8
+[model]
+dim = 32
+hidden_dim = 64
+n_layers = 2
+n_heads = 4
+n_kv_heads = 2
+[optimizer]
+steps = 80
+batch = 4
+context = 32
+lr = 0.01
+warmup = 5
+eval_every = 20
+checkpoint_every = 20
+"#,
+        output.display(),
+        corpus.display()
+    );
+    let path = dir.join("train.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(config: &Path, out: &Path, abort_after: Option<usize>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_workbench"));
+    c.args(["run", config.to_str().unwrap(), "--quiet", "--out"])
+        .arg(out);
+    if let Some(n) = abort_after {
+        c.env("WORKBENCH_ABORT_AFTER_STEPS", n.to_string());
+    }
+    c.output().unwrap()
+}
+
+fn column(csv: &Path, name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(csv).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let i = header.iter().position(|h| *h == name).unwrap();
+    lines
+        .map(|l| l.split(',').nth(i).unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn training_learns_saves_and_resumes_exactly() {
+    let dir = std::env::temp_dir().join(format!("wb-train-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let Some(corpus) = corpus(&dir) else { return };
+
+    // Uninterrupted.
+    let whole_model = dir.join("model-whole");
+    let cfg = config(&dir, &corpus, &whole_model);
+    let o = run(&cfg, &dir.join("whole"), None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let valid: Vec<f64> = column(&dir.join("whole/tables/loss_curve.csv"), "valid_loss")
+        .iter()
+        .filter(|v| !v.is_empty())
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(valid.len(), 4);
+    assert!(
+        valid[3] < valid[0] - 0.15,
+        "validation loss did not fall: {valid:?}"
+    );
+    assert!(
+        valid[0] < (300f64).ln() + 0.5,
+        "first validation loss {} is above uniform",
+        valid[0]
+    );
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(whole_model.join(f).is_file(), "model folder lacks {f}");
+    }
+
+    // Killed after the checkpoint at step 40, then resumed.
+    let resumed_model = dir.join("model-resumed");
+    let cfg = config(&dir, &corpus, &resumed_model);
+    let crashed = run(&cfg, &dir.join("resumed"), Some(40));
+    assert!(!crashed.status.success(), "the run should have aborted");
+    assert!(!resumed_model.exists());
+    let o = run(&cfg, &dir.join("resumed"), None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        column(&dir.join("resumed/tables/summary.csv"), "resumed_from"),
+        vec!["40"]
+    );
+    assert_eq!(
+        column(&dir.join("whole/tables/loss_curve.csv"), "train_loss"),
+        column(&dir.join("resumed/tables/loss_curve.csv"), "train_loss"),
+        "a resumed run must follow the same losses"
+    );
+    assert!(
+        std::fs::read(whole_model.join("model.safetensors")).unwrap()
+            == std::fs::read(resumed_model.join("model.safetensors")).unwrap(),
+        "a resumed run must end with the same weights"
+    );
+}
