@@ -12,34 +12,11 @@ use workbench::data::{
 };
 
 /// A fresh temporary folder, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> TempDir {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "workbench-data-test-{label}-{}-{n}-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+fn temp_dir(label: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("workbench-data-test-{label}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Every file (not folder) under `dir`, recursively.
@@ -134,7 +111,7 @@ fn embedded_manifest_has_the_four_datasets() {
 #[test]
 fn fetch_all_from_the_real_mirror_then_reuse_the_cache() {
     let Some(mirror) = real_mirror() else { return };
-    let cache = TempDir::new("real");
+    let cache = temp_dir("real");
     let manifest = Manifest::embedded();
     let opts = options(Some(&mirror), cache.path());
 
@@ -184,7 +161,7 @@ fn fetch_all_from_the_real_mirror_then_reuse_the_cache() {
 #[test]
 fn locate_uses_the_mirror_in_place_and_says_how_to_fetch() {
     let Some(mirror) = real_mirror() else { return };
-    let cache = TempDir::new("locate");
+    let cache = temp_dir("locate");
     let manifest = Manifest::embedded();
     let found = locate(
         &manifest,
@@ -209,8 +186,8 @@ fn locate_uses_the_mirror_in_place_and_says_how_to_fetch() {
 
 #[test]
 fn corrupted_mirror_file_is_rejected_and_nothing_is_left() {
-    let mirror = TempDir::new("bad-mirror");
-    let cache = TempDir::new("bad-cache");
+    let mirror = temp_dir("bad-mirror");
+    let cache = temp_dir("bad-cache");
     let (manifest, dataset) = synthetic(mirror.path(), OFFLINE_URL);
     let file = mirror.path().join(&dataset.path);
     fs::write(&file, "hello, mirrog\n").unwrap(); // same size, one byte altered
@@ -252,8 +229,8 @@ fn corrupted_mirror_file_is_rejected_and_nothing_is_left() {
 #[test]
 fn corrupted_copy_of_the_real_mirror_is_rejected() {
     let Some(real) = real_mirror() else { return };
-    let mirror = TempDir::new("altered");
-    let cache = TempDir::new("altered-cache");
+    let mirror = temp_dir("altered");
+    let cache = temp_dir("altered-cache");
     let manifest = Manifest::embedded();
     let dataset = manifest.find("tinyshakespeare").unwrap();
     let file = mirror.path().join(&dataset.path);
@@ -280,8 +257,8 @@ fn corrupted_copy_of_the_real_mirror_is_rejected() {
 
 #[test]
 fn good_synthetic_mirror_replaces_a_wrong_cached_file() {
-    let mirror = TempDir::new("good-mirror");
-    let cache = TempDir::new("good-cache");
+    let mirror = temp_dir("good-mirror");
+    let cache = temp_dir("good-cache");
     let (manifest, dataset) = synthetic(mirror.path(), OFFLINE_URL);
     let dest = cache.path().join(&dataset.path);
     fs::create_dir_all(dest.parent().unwrap()).unwrap();
@@ -303,8 +280,8 @@ fn good_synthetic_mirror_replaces_a_wrong_cached_file() {
 
 #[test]
 fn missing_mirror_file_names_the_expected_path() {
-    let mirror = TempDir::new("empty-mirror");
-    let cache = TempDir::new("empty-cache");
+    let mirror = temp_dir("empty-mirror");
+    let cache = temp_dir("empty-cache");
     let manifest = Manifest::embedded();
     let err = fetch(
         &manifest,
@@ -321,7 +298,7 @@ fn missing_mirror_file_names_the_expected_path() {
 
 #[test]
 fn unknown_name_lists_the_known_ones() {
-    let cache = TempDir::new("unknown");
+    let cache = temp_dir("unknown");
     let manifest = Manifest::embedded();
     let err = fetch(
         &manifest,
@@ -342,8 +319,8 @@ fn unknown_name_lists_the_known_ones() {
 
 #[test]
 fn offline_download_fails_fast_and_points_to_mirror() {
-    let mirror = TempDir::new("unused");
-    let cache = TempDir::new("offline");
+    let mirror = temp_dir("unused");
+    let cache = temp_dir("offline");
     let (manifest, _) = synthetic(mirror.path(), OFFLINE_URL);
     let start = Instant::now();
     let err = fetch(&manifest, &[], &options(None, cache.path()))
@@ -387,8 +364,8 @@ fn serve_once(body: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
 
 #[test]
 fn download_from_a_local_server_is_verified() {
-    let scratch = TempDir::new("dl-src");
-    let cache = TempDir::new("dl-cache");
+    let scratch = temp_dir("dl-src");
+    let cache = temp_dir("dl-cache");
     let (url, server) = serve_once(b"hello, mirror\n");
     let (manifest, dataset) = synthetic(scratch.path(), &url);
     let got = fetch(&manifest, &[], &options(None, cache.path())).unwrap();
@@ -400,8 +377,8 @@ fn download_from_a_local_server_is_verified() {
 
 #[test]
 fn download_with_wrong_content_leaves_nothing() {
-    let scratch = TempDir::new("dl-bad-src");
-    let cache = TempDir::new("dl-bad-cache");
+    let scratch = temp_dir("dl-bad-src");
+    let cache = temp_dir("dl-bad-cache");
     let (url, server) = serve_once(b"hello, mirrog\n");
     let (manifest, dataset) = synthetic(scratch.path(), &url);
     let err = fetch(&manifest, &[], &options(None, cache.path()))
@@ -416,8 +393,8 @@ fn download_with_wrong_content_leaves_nothing() {
 
 #[test]
 fn a_server_that_never_answers_times_out() {
-    let scratch = TempDir::new("silent-src");
-    let cache = TempDir::new("silent-cache");
+    let scratch = temp_dir("silent-src");
+    let cache = temp_dir("silent-cache");
     // Connections are queued by the kernel but never answered.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/x", listener.local_addr().unwrap());
@@ -435,7 +412,7 @@ fn a_server_that_never_answers_times_out() {
 
 #[test]
 fn malformed_manifest_errors_name_file_line_and_key() {
-    let dir = TempDir::new("manifest");
+    let dir = temp_dir("manifest");
     let path = dir.path().join("manifest.toml");
     let good =
         fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/manifest.toml"))

@@ -276,55 +276,7 @@ mod hugging_face {
     /// Writes a random checkpoint of `hf_config`, optionally in two shards.
     fn write_random(dir: &Path, hf_config: &HfConfig, sharded: bool) {
         let c = hf_config.to_model_config().unwrap();
-        let mut t: Vec<(String, Vec<usize>)> = vec![
-            (
-                "model.embed_tokens.weight".into(),
-                vec![c.vocab_size, c.dim],
-            ),
-            ("model.norm.weight".into(), vec![c.dim]),
-        ];
-        if !c.tied_embeddings {
-            t.push(("lm_head.weight".into(), vec![c.vocab_size, c.dim]));
-        }
-        for l in 0..c.n_layers {
-            let p = format!("model.layers.{l}");
-            t.push((format!("{p}.input_layernorm.weight"), vec![c.dim]));
-            t.push((format!("{p}.post_attention_layernorm.weight"), vec![c.dim]));
-            t.push((
-                format!("{p}.self_attn.q_proj.weight"),
-                vec![c.q_dim(), c.dim],
-            ));
-            t.push((
-                format!("{p}.self_attn.k_proj.weight"),
-                vec![c.kv_dim(), c.dim],
-            ));
-            t.push((
-                format!("{p}.self_attn.v_proj.weight"),
-                vec![c.kv_dim(), c.dim],
-            ));
-            t.push((
-                format!("{p}.self_attn.o_proj.weight"),
-                vec![c.dim, c.q_dim()],
-            ));
-            t.push((
-                format!("{p}.mlp.gate_proj.weight"),
-                vec![c.hidden_dim, c.dim],
-            ));
-            t.push((format!("{p}.mlp.up_proj.weight"), vec![c.hidden_dim, c.dim]));
-            t.push((
-                format!("{p}.mlp.down_proj.weight"),
-                vec![c.dim, c.hidden_dim],
-            ));
-            if c.attention_bias {
-                t.push((format!("{p}.self_attn.q_proj.bias"), vec![c.q_dim()]));
-                t.push((format!("{p}.self_attn.k_proj.bias"), vec![c.kv_dim()]));
-                t.push((format!("{p}.self_attn.v_proj.bias"), vec![c.kv_dim()]));
-            }
-            if c.qk_norm {
-                t.push((format!("{p}.self_attn.q_norm.weight"), vec![c.head_dim]));
-                t.push((format!("{p}.self_attn.k_norm.weight"), vec![c.head_dim]));
-            }
-        }
+        let t = workbench::train::init::tensor_shapes(&c);
         let tensors: Vec<(String, Tensor)> = t
             .into_iter()
             .map(|(name, shape)| {

@@ -68,34 +68,11 @@ fn trained() -> Option<&'static (TextTokenizer, String)> {
 }
 
 /// A fresh temporary folder, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> TempDir {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "workbench-text-test-{label}-{}-{n}-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+fn temp_dir(label: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("workbench-text-test-{label}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// The full error chain of `e` in one string.
@@ -169,7 +146,7 @@ fn save_and_load_round_trip() {
     let (Some(text), Some((tokenizer, json))) = (shakespeare(), trained()) else {
         return;
     };
-    let dir = TempDir::new("save");
+    let dir = temp_dir("save");
     let path = dir.path().join("nested").join("tokenizer.json");
     tokenizer.save(&path).unwrap();
     assert_eq!(fs::read_to_string(&path).unwrap(), *json);
@@ -193,7 +170,7 @@ fn save_and_load_round_trip() {
 
 #[test]
 fn load_errors_name_the_file() {
-    let dir = TempDir::new("malformed");
+    let dir = temp_dir("malformed");
     let path = dir.path().join("broken-tokenizer.json");
     fs::write(
         &path,
@@ -238,7 +215,7 @@ fn load_reads_other_model_types() {
         "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "hello": 1, "world": 2, "</s>": 3},
                   "unk_token": "[UNK]"}
     }"#;
-    let dir = TempDir::new("wordlevel");
+    let dir = temp_dir("wordlevel");
     let path = dir.path().join("tokenizer.json");
     fs::write(&path, json).unwrap();
     let tokenizer = TextTokenizer::load(&path).unwrap();

@@ -38,6 +38,11 @@ pub fn tensor_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
             format!("{p}.self_attn.o_proj.weight"),
             vec![c.dim, c.q_dim()],
         ));
+        if c.attention_bias {
+            t.push((format!("{p}.self_attn.q_proj.bias"), vec![c.q_dim()]));
+            t.push((format!("{p}.self_attn.k_proj.bias"), vec![c.kv_dim()]));
+            t.push((format!("{p}.self_attn.v_proj.bias"), vec![c.kv_dim()]));
+        }
         if c.qk_norm {
             t.push((format!("{p}.self_attn.q_norm.weight"), vec![c.head_dim]));
             t.push((format!("{p}.self_attn.k_norm.weight"), vec![c.head_dim]));
@@ -60,7 +65,7 @@ pub fn tensor_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     t
 }
 
-/// GPT-2-style initial weights: norms 1, matrices N(0, 0.02²), and the two
+/// GPT-2-style initial weights: norms 1, biases 0, matrices N(0, 0.02²), and the two
 /// projections that write into the residual stream scaled by 1/sqrt(2 layers) so
 /// the stream's variance does not grow with depth.
 pub fn init_weights(c: &ModelConfig, seed: u64, device: &Device) -> Result<Weights> {
@@ -69,6 +74,8 @@ pub fn init_weights(c: &ModelConfig, seed: u64, device: &Device) -> Result<Weigh
         let count: usize = shape.iter().product();
         let tensor = if name.ends_with("norm.weight") {
             Tensor::ones(shape.as_slice(), candle_core::DType::F32, device)?
+        } else if name.ends_with(".bias") {
+            Tensor::zeros(shape.as_slice(), candle_core::DType::F32, device)?
         } else {
             let residual = name.ends_with("o_proj.weight") || name.ends_with("down_proj.weight");
             let std = if residual {

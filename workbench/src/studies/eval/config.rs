@@ -46,12 +46,30 @@ pub struct ModelSource {
     pub sha256: Option<String>,
 }
 
-/// Token sequences sampled from the full-precision model (its tokenizer may be
-/// unavailable, as for stories260K): cross-entropy minus the reference's
-/// entropy on them estimates the KL exactly computed beside it.
+/// The evaluation tokens: sequences sampled from the full-precision model
+/// (`source = "sampled"`, for models whose tokenizer is unavailable, such as
+/// stories260K; cross-entropy minus the reference's on them estimates the KL
+/// computed exactly beside it), or consecutive windows of a text encoded with
+/// the model's tokenizer (`source = "text"`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalData {
+    /// `sampled` or `text`.
+    #[serde(default = "default_source")]
+    pub source: String,
+    /// The text (`source = "text"`): a dataset of `workbench data list` or a file.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Evaluate only the last `valid_fraction` of the text (the held-out part of a
+    /// training recipe with the same fraction).
+    #[serde(default)]
+    pub valid_fraction: Option<f64>,
+    /// tokenizer.json (default: the one in the checkpoint's folder).
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+    /// Filled in when planning: the text file used.
+    #[serde(default)]
+    pub resolved_text: Option<PathBuf>,
     /// Number of sequences.
     #[serde(default = "default_sequences")]
     pub sequences: usize,
@@ -66,6 +84,11 @@ pub struct EvalData {
 impl Default for EvalData {
     fn default() -> Self {
         EvalData {
+            source: default_source(),
+            text: None,
+            valid_fraction: None,
+            tokenizer: None,
+            resolved_text: None,
             sequences: default_sequences(),
             length: default_length(),
             temperature: default_temperature(),
@@ -75,6 +98,9 @@ impl Default for EvalData {
 
 fn default_weights() -> Vec<String> {
     WEIGHT_VARIANTS.iter().map(|s| s.to_string()).collect()
+}
+fn default_source() -> String {
+    "sampled".into()
 }
 fn default_sequences() -> usize {
     16
@@ -113,6 +139,55 @@ impl EvalConfig {
         match resolve_checkpoint(&config.model.checkpoint) {
             Ok(path) => config.model.resolved_path = Some(path),
             Err(message) => problems.add(&root.key("model").key("checkpoint"), message),
+        }
+        let data = root.key("data");
+        match config.data.source.as_str() {
+            "sampled" => {
+                for (key, present) in [
+                    ("text", config.data.text.is_some()),
+                    ("valid_fraction", config.data.valid_fraction.is_some()),
+                    ("tokenizer", config.data.tokenizer.is_some()),
+                ] {
+                    if present {
+                        problems.add(&data.key(key), "applies only with source = \"text\"");
+                    }
+                }
+            }
+            "text" => {
+                match config.data.text.as_deref().map(resolve_checkpoint) {
+                    None => problems.add(
+                        &data.key("text"),
+                        "source = \"text\" needs `text`: a dataset name or a file",
+                    ),
+                    Some(Err(e)) => problems.add(&data.key("text"), e),
+                    Some(Ok(p)) => config.data.resolved_text = Some(p),
+                }
+                if let Some(f) = config.data.valid_fraction {
+                    if !(f > 0.0 && f < 1.0) {
+                        problems.add(&data.key("valid_fraction"), "expected a fraction in (0, 1)");
+                    }
+                }
+                if config.data.tokenizer.is_none() {
+                    if let Some(dir) = config.model.resolved_path.as_ref().filter(|p| p.is_dir()) {
+                        config.data.tokenizer = Some(dir.join("tokenizer.json"));
+                    }
+                }
+                match &config.data.tokenizer {
+                    Some(t) if t.is_file() => {}
+                    Some(t) => problems.add(
+                        &data.key("tokenizer"),
+                        format!("no tokenizer at {}", t.display()),
+                    ),
+                    None => problems.add(
+                        &data.key("tokenizer"),
+                        "expected a tokenizer.json (the checkpoint is not a folder holding one)",
+                    ),
+                }
+            }
+            other => problems.add(
+                &data.key("source"),
+                format!("unknown source `{other}`; expected sampled or text"),
+            ),
         }
         if config.data.sequences == 0 {
             problems.add(

@@ -90,6 +90,9 @@ impl EvalPlan {
     /// in the data cache under a name derived from everything they depend on.
     fn sequences(&self, model: &Model) -> Result<Vec<Vec<u32>>> {
         let d = &self.config.data;
+        if d.source == "text" {
+            return self.text_windows(model);
+        }
         let key = format!(
             "{}-{}-{}-{}-{}",
             self.config.model.sha256.as_deref().unwrap_or("?"),
@@ -129,6 +132,43 @@ impl EvalPlan {
         }
         write_atomic(&path, serde_json::to_string(&seqs)?.as_bytes())?;
         Ok(seqs)
+    }
+}
+
+impl EvalPlan {
+    /// Consecutive windows of `length` tokens of the text, at most `sequences`.
+    fn text_windows(&self, model: &Model) -> Result<Vec<Vec<u32>>> {
+        let d = &self.config.data;
+        let path = d.resolved_text.as_ref().context("unresolved text")?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let part = match d.valid_fraction {
+            Some(f) => crate::text::split_text(&text, f).1,
+            None => text.as_str(),
+        };
+        let tokenizer =
+            crate::text::TextTokenizer::load(d.tokenizer.as_ref().context("no tokenizer")?)?;
+        if tokenizer.vocab_size() > model.config.vocab_size {
+            anyhow::bail!(
+                "the tokenizer has {} entries but the model only {}",
+                tokenizer.vocab_size(),
+                model.config.vocab_size
+            );
+        }
+        let tokens = tokenizer.encode(part)?;
+        let windows: Vec<Vec<u32>> = tokens
+            .chunks_exact(d.length)
+            .take(d.sequences)
+            .map(|w| w.to_vec())
+            .collect();
+        if windows.is_empty() {
+            anyhow::bail!(
+                "the text has {} tokens, fewer than one window of {}",
+                tokens.len(),
+                d.length
+            );
+        }
+        Ok(windows)
     }
 }
 

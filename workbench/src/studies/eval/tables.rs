@@ -58,7 +58,7 @@ pub fn eval_table(config: &EvalConfig, results: &[VariantResult]) -> Table {
     let metrics: [(&str, Metric); 6] = [
         ("cross_entropy", |s| s.cross_entropy),
         ("kl", |s| s.kl),
-        ("kl_from_samples", |s| {
+        ("ce_minus_reference", |s| {
             s.cross_entropy - s.reference_cross_entropy
         }),
         ("top1_agreement", |s| s.top1),
@@ -66,7 +66,17 @@ pub fn eval_table(config: &EvalConfig, results: &[VariantResult]) -> Table {
         ("accept_gumbel", |s| s.accept_gumbel),
     ];
     for (name, f) in metrics {
-        let stats: Vec<(f64, f64, f64)> = results.iter().map(|r| per_sequence(r, f)).collect();
+        // Intervals stay inside each metric's range (rates in [0, 1], KL >= 0).
+        let (floor, ceiling) = match name {
+            "top1_agreement" | "accept_standard" | "accept_gumbel" => (0.0, 1.0),
+            "kl" => (0.0, f64::INFINITY),
+            _ => (f64::NEG_INFINITY, f64::INFINITY),
+        };
+        let stats: Vec<(f64, f64, f64)> = results
+            .iter()
+            .map(|r| per_sequence(r, f))
+            .map(|(m, lo, hi)| (m, lo.max(floor), hi.min(ceiling)))
+            .collect();
         table = table
             .with(name, Column::F64(stats.iter().map(|s| Some(s.0)).collect()))
             .with(
