@@ -16,6 +16,13 @@ use workbench::model::llama2c;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    // Run the loop on a rayon worker: candle's CPU kernels call into rayon, and
+    // from a thread outside the pool every call is a hand-off and a wake-up.
+    let pool = rayon::ThreadPoolBuilder::new().build()?;
+    pool.install(|| run(&args))
+}
+
+fn run(args: &[String]) -> anyhow::Result<()> {
     let value = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
