@@ -105,6 +105,25 @@ fn training_learns_saves_and_resumes_exactly() {
     let crashed = run(&cfg, &dir.join("resumed"), Some(40));
     assert!(!crashed.status.success(), "the run should have aborted");
     assert!(!resumed_model.exists());
+    // The checkpoint opens like a model: weights, optimizer state, config, tokenizer.
+    let work = std::fs::read_dir(dir.join("resumed/work"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for f in [
+        "weights.safetensors",
+        "optimizer.safetensors",
+        "state.json",
+        "config.json",
+        "tokenizer.json",
+    ] {
+        assert!(
+            work.join("checkpoint").join(f).is_file(),
+            "checkpoint lacks {f}"
+        );
+    }
     let o = run(&cfg, &dir.join("resumed"), None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(

@@ -87,14 +87,20 @@ struct CheckpointState {
 /// Trains a decoder of `config` from scratch (or resumes from `work_dir`).
 /// `batches(step)` gives the step's (inputs, targets), `spec.batch *
 /// spec.context` tokens each; `eval` holds validation windows of `spec.context`.
+/// Every checkpoint also holds `extra_files` (e.g. the tokenizer) and the
+/// model's config.json, so that it opens like a finished model.
 pub fn train(
     config: &ModelConfig,
     spec: &TrainSpec,
     batches: &dyn Fn(u64) -> (Vec<u32>, Vec<u32>),
     eval: &[(Vec<u32>, Vec<u32>)],
     work_dir: &Path,
+    extra_files: &[(String, Vec<u8>)],
     verbose: bool,
 ) -> Result<Trained> {
+    let mut extra_files = extra_files.to_vec();
+    let hf_config = crate::model::hf::HfConfig::from_model_config(config)?;
+    extra_files.push(("config.json".into(), serde_json::to_vec_pretty(&hf_config)?));
     let device = Device::Cpu;
     let fingerprint = serde_json::to_string(&(config, spec))?;
     let checkpoint = work_dir.join("checkpoint");
@@ -167,7 +173,15 @@ pub fn train(
         }
         start = done;
         if done % spec.checkpoint_every == 0 || done == spec.steps {
-            save_checkpoint(&checkpoint, &fingerprint, done, &history, &vars, &optimizer)?;
+            save_checkpoint(
+                &checkpoint,
+                &fingerprint,
+                done,
+                &history,
+                &vars,
+                &optimizer,
+                &extra_files,
+            )?;
             if abort_after.is_some_and(|n| done >= n) {
                 std::process::abort();
             }
@@ -297,6 +311,7 @@ fn save_checkpoint(
     history: &[LogRow],
     vars: &[(String, Var)],
     optimizer: &AdamW,
+    extra_files: &[(String, Vec<u8>)],
 ) -> Result<()> {
     let parent = dir.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)?;
@@ -317,6 +332,9 @@ fn save_checkpoint(
         history: history.to_vec(),
     };
     std::fs::write(fresh.join("state.json"), serde_json::to_string(&state)?)?;
+    for (name, bytes) in extra_files {
+        std::fs::write(fresh.join(name), bytes)?;
+    }
     let old = parent.join(format!("checkpoint.old-{}", std::process::id()));
     if dir.exists() {
         std::fs::rename(dir, &old)?;

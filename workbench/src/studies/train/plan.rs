@@ -86,6 +86,7 @@ impl Plan for TrainPlan {
             &|step| sampler.batch(step),
             &windows,
             &context.work_dir,
+            &[("tokenizer.json".into(), tokenizer.to_json()?.into_bytes())],
             context.verbose,
         )?;
         // Written next to the target, then renamed: a half-written model never
