@@ -3,6 +3,7 @@
 
 pub mod acceptance;
 pub mod alias;
+pub mod channel_stats;
 pub mod distribution;
 pub mod families;
 pub mod stats;
