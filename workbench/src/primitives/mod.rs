@@ -6,4 +6,6 @@ pub mod alias;
 pub mod channel_stats;
 pub mod distribution;
 pub mod families;
+pub mod hadamard;
+pub mod rotation;
 pub mod stats;
