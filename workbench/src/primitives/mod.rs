@@ -7,5 +7,6 @@ pub mod channel_stats;
 pub mod distribution;
 pub mod families;
 pub mod hadamard;
+pub mod quant;
 pub mod rotation;
 pub mod stats;

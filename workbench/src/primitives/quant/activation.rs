@@ -225,7 +225,10 @@ mod tests {
         let mut bad = x;
         bad[2] = f32::NAN;
         assert!(aq(8, true).fake_quantize(&bad, 2, 4).is_err());
-        assert_eq!(aq(8, true).fake_quantize(&[], 0, 4).unwrap(), vec![]);
+        assert_eq!(
+            aq(8, true).fake_quantize(&[], 0, 4).unwrap(),
+            Vec::<f32>::new()
+        );
     }
 
     #[test]
