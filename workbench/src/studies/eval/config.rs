@@ -8,7 +8,7 @@ use crate::data;
 use crate::experiment::config::{ConfigErrors, KeyPath};
 use crate::experiment::study::{PointDoc, Problems};
 
-/// Weight variants the study can evaluate.
+/// The default weight variants (any name `weight_variant` accepts works).
 pub const WEIGHT_VARIANTS: [&str; 3] = ["f32", "bf16", "f16"];
 
 /// The config as written.
@@ -211,14 +211,8 @@ impl EvalConfig {
             problems.add(&root.key("weights"), "expected a non-empty list");
         }
         for (i, w) in config.weights.iter().enumerate() {
-            if !WEIGHT_VARIANTS.contains(&w.as_str()) {
-                problems.add(
-                    &root.key("weights").index(i),
-                    format!(
-                        "unknown weight variant `{w}`; expected one of {}",
-                        WEIGHT_VARIANTS.join(", ")
-                    ),
-                );
+            if let Err(e) = crate::model::transforms::weight_variant(w) {
+                problems.add(&root.key("weights").index(i), e);
             }
         }
         problems.finish(config)

@@ -2,10 +2,9 @@
 //! full-precision model on the same sampled sequences.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -17,7 +16,6 @@ use crate::model::cache::KvCache;
 use crate::model::linear::LinearConfig;
 use crate::model::llama::Model;
 use crate::model::sample::gumbel_sample;
-use crate::model::transforms::RoundTo;
 use crate::model::{hf, llama2c};
 use crate::primitives::acceptance::exact;
 use crate::results::store::write_atomic;
@@ -230,15 +228,12 @@ impl Plan for EvalPlan {
         let seqs = self.sequences(&reference)?;
         let ref_logits = logits(&reference, &seqs)?;
         let mut model = self.load()?;
-        let dtype = match variant.as_str() {
-            "bf16" => Some(DType::BF16),
-            "f16" => Some(DType::F16),
-            _ => None,
-        };
-        if let Some(dtype) = dtype {
+        if let Some(transform) =
+            crate::model::transforms::weight_variant(variant).map_err(anyhow::Error::msg)?
+        {
             for linear in model.linears_mut() {
                 linear.configure(LinearConfig {
-                    weight_transform: Some(Arc::new(RoundTo(dtype))),
+                    weight_transform: Some(transform.clone()),
                     ..LinearConfig::default()
                 })?;
             }

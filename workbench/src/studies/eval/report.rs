@@ -134,8 +134,11 @@ pub fn content(tables: &[Table], manifest: &serde_json::Value) -> Result<ReportC
                      reference, cross-entropy minus the reference's cross-entropy is an \
                      unbiased estimate of the same KL (`ce_minus_reference`; on a text it is only the \
                      difference in cross-entropy). Intervals are 95% \
-                     over sequences. Variants round every linear layer's weight (embedding \
-                     lookups stay in f32)."
+                     over sequences. Variants change every linear layer's weight: `bf16`/`f16` \
+                     round it to that type; `w<bits>[g<group>][a][mse]` is round-to-nearest \
+                     integer fake quantization per output channel or per group of inputs, \
+                     symmetric unless `a`, with MSE-optimal clipping if `mse`. Embedding \
+                     lookups stay in f32."
                     .into(),
             ],
             tables: vec![TableView {
