@@ -22,7 +22,8 @@ pub enum Rotation {
     /// The normalised Hadamard matrix H/√n (Sylvester for 2^k, m·2^k by Kronecker
     /// product with a Paley or Williamson matrix of order m).
     Hadamard,
-    /// H·diag(±1)/√n with seeded random signs.
+    /// diag(±1)·H/√n with seeded random signs applied to the input channels
+    /// before the Hadamard mix (the paper's H·diag(±1) on column vectors).
     RandomHadamard {
         /// Seed of the signs.
         seed: u64,
@@ -53,19 +54,12 @@ pub fn matrix(rotation: Rotation, n: usize) -> Result<Vec<f64>, String> {
             let scale = 1.0 / (n as f64).sqrt();
             let mut q: Vec<f64> = h.entries.iter().map(|&v| v as f64 * scale).collect();
             if let Rotation::RandomHadamard { seed } = rotation {
-                // Q = H diag(s): column j times s_j.
-                let signs: Vec<f64> = (0..n)
-                    .map(|j| {
-                        if philox::bits(seed, j as u64, 0, STREAM_ROTATION) & 1 == 0 {
-                            1.0
-                        } else {
-                            -1.0
-                        }
-                    })
-                    .collect();
-                for row in q.chunks_exact_mut(n) {
-                    for (v, s) in row.iter_mut().zip(&signs) {
-                        *v *= s;
+                // Signs first, then the mix: x ↦ (x ⊙ s) H/√n, i.e. Q = diag(s) H/√n
+                // (H·diag(s) acting on column vectors). Flipping signs after the
+                // mix would leave every magnitude as plain Hadamard leaves it.
+                for (i, row) in q.chunks_exact_mut(n).enumerate() {
+                    if philox::bits(seed, i as u64, 0, STREAM_ROTATION) & 1 == 1 {
+                        row.iter_mut().for_each(|v| *v = -*v);
                     }
                 }
             }

@@ -4,6 +4,7 @@
 
 pub mod acceptance;
 pub mod eval;
+pub mod outliers;
 pub mod train;
 
 use crate::experiment::study::Study;
@@ -14,6 +15,7 @@ pub fn all() -> Vec<&'static dyn Study> {
         &acceptance::AcceptanceStudy,
         &eval::EvalStudy,
         &train::TrainStudy,
+        &outliers::OutliersStudy,
     ]
 }
 

@@ -66,7 +66,7 @@ impl EvalPlan {
         Ok(EvalPlan { config })
     }
 
-    fn load(&self) -> Result<Model> {
+    pub(crate) fn load(&self) -> Result<Model> {
         let path = self.config.model.resolved_path.as_ref().expect("resolved");
         let (config, weights) = if path.is_dir() {
             hf::load(path, &Device::Cpu)?
@@ -86,7 +86,7 @@ impl EvalPlan {
 
     /// The evaluation sequences, sampled from the full-precision model and cached
     /// in the data cache under a name derived from everything they depend on.
-    fn sequences(&self, model: &Model) -> Result<Vec<Vec<u32>>> {
+    pub(crate) fn sequences(&self, model: &Model) -> Result<Vec<Vec<u32>>> {
         let d = &self.config.data;
         if d.source == "text" {
             return self.text_windows(model);
