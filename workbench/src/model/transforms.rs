@@ -67,13 +67,22 @@ impl TensorMap for QuantizeActivation {
 pub fn weight_variant(
     name: &str,
 ) -> std::result::Result<Option<std::sync::Arc<dyn TensorMap>>, String> {
-    use crate::primitives::quant::{Clip, Granularity, WeightQuantizer};
     match name {
         "f32" => return Ok(None),
         "bf16" => return Ok(Some(std::sync::Arc::new(RoundTo(DType::BF16)))),
         "f16" => return Ok(Some(std::sync::Arc::new(RoundTo(DType::F16)))),
         _ => {}
     }
+    Ok(Some(std::sync::Arc::new(QuantizeWeight(
+        parse_weight_quantizer(name)?,
+    ))))
+}
+
+/// Parses `w<bits>[g<group>][a][mse]` into a round-to-nearest weight quantizer.
+pub fn parse_weight_quantizer(
+    name: &str,
+) -> std::result::Result<crate::primitives::quant::WeightQuantizer, String> {
+    use crate::primitives::quant::{Clip, Granularity, WeightQuantizer};
     let bad = || {
         format!(
             "unknown weight variant `{name}`; expected f32, bf16, f16 or w<bits>[g<group>][a][mse] such as w4g32"
@@ -107,12 +116,12 @@ pub fn weight_variant(
         "mse" => Clip::MseSearch,
         _ => return Err(bad()),
     };
-    Ok(Some(std::sync::Arc::new(QuantizeWeight(WeightQuantizer {
+    Ok(WeightQuantizer {
         bits,
         symmetric,
         granularity,
         clip,
-    }))))
+    })
 }
 
 #[cfg(test)]

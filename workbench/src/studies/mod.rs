@@ -5,6 +5,7 @@
 pub mod acceptance;
 pub mod eval;
 pub mod outliers;
+pub mod rotation;
 pub mod train;
 
 use crate::experiment::study::Study;
@@ -16,6 +17,7 @@ pub fn all() -> Vec<&'static dyn Study> {
         &eval::EvalStudy,
         &train::TrainStudy,
         &outliers::OutliersStudy,
+        &rotation::RotationStudy,
     ]
 }
 
