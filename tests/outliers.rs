@@ -1,42 +1,18 @@
 //! End-to-end test of the outlier study on stories260K (from the offline mirror).
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
 #[test]
 fn rotations_flatten_stories260k_outliers() {
-    let mirror = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets");
-    if !mirror.join("stories260K/stories260K.bin").is_file() {
-        eprintln!("skipping: no offline mirror at {}", mirror.display());
+    let Some((dir, data)) = common::with_stories260k("outliers") else {
         return;
-    }
-    let dir = tempfile::Builder::new()
-        .prefix("wb-outliers-")
-        .tempdir()
-        .unwrap();
-    let data = dir.path().join("data");
-    let bin = env!("CARGO_BIN_EXE_workbench");
-    let o = Command::new(bin)
-        .env("WORKBENCH_DATA_DIR", &data)
-        .args(["data", "fetch", "stories260K", "--mirror"])
-        .arg(&mirror)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let config = dir.path().join("outliers.toml");
-    std::fs::write(
-        &config,
+    };
+    let out = common::run_config(
+        dir.path(),
+        &data,
+        "outliers",
         "kind = \"outliers\"\nrotations = [\"none\", \"hadamard\", \"random_orthogonal\"]\n[model]\ncheckpoint = \"stories260K\"\n[data]\nsequences = 4\nlength = 48\n",
-    )
-    .unwrap();
-    let out = dir.path().join("out");
-    let o = Command::new(bin)
-        .env("WORKBENCH_DATA_DIR", &data)
-        .args(["run", config.to_str().unwrap(), "--quiet", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    );
     let text = std::fs::read_to_string(out.join("tables/outlier_summary.csv")).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();

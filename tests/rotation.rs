@@ -1,43 +1,19 @@
 //! End-to-end test of the rotation study on stories260K (from the offline mirror).
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
 #[test]
 fn rotations_reduce_layer_quantization_error_on_stories260k() {
-    let mirror = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets");
-    if !mirror.join("stories260K/stories260K.bin").is_file() {
-        eprintln!("skipping: no offline mirror at {}", mirror.display());
+    let Some((dir, data)) = common::with_stories260k("rotation") else {
         return;
-    }
-    let dir = tempfile::Builder::new()
-        .prefix("wb-rotation-")
-        .tempdir()
-        .unwrap();
-    let data = dir.path().join("data");
-    let bin = env!("CARGO_BIN_EXE_workbench");
-    let fetch = Command::new(bin)
-        .env("WORKBENCH_DATA_DIR", &data)
-        .args(["data", "fetch", "stories260K", "--mirror"])
-        .arg(&mirror)
-        .output()
-        .unwrap();
-    assert!(fetch.status.success());
-    let config = dir.path().join("rotation.toml");
-    std::fs::write(
-        &config,
+    };
+    let out = common::run_config(
+        dir.path(),
+        &data,
+        "rotation",
         "kind = \"rotation\"\nrotations = [\"none\", \"hadamard\"]\nweights = [\"w8\", \"w4\"]\nactivation_bits = [16, 4]\n\
          [model]\ncheckpoint = \"stories260K\"\n[data]\nsequences = 4\nlength = 48\n",
-    )
-    .unwrap();
-    let out = dir.path().join("out");
-    let o = Command::new(bin)
-        .env("WORKBENCH_DATA_DIR", &data)
-        .args(["run", config.to_str().unwrap(), "--quiet", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    );
     let text = std::fs::read_to_string(out.join("tables/rotation_summary.csv")).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();

@@ -271,3 +271,44 @@ impl Table {
         }
     }
 }
+
+impl Table {
+    /// A numeric column as floats (missing cells as NaN), or an error naming it.
+    pub fn floats(&self, name: &str) -> anyhow::Result<Vec<f64>> {
+        Ok(self
+            .f64s(name)
+            .ok_or_else(|| anyhow::anyhow!("table {} has no numeric column {name}", self.name))?
+            .into_iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .collect())
+    }
+
+    /// A text column (missing cells as empty strings), or an error naming it.
+    pub fn texts(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .strs(name)
+            .ok_or_else(|| anyhow::anyhow!("table {} has no text column {name}", self.name))?
+            .iter()
+            .map(|v| v.clone().unwrap_or_default())
+            .collect())
+    }
+}
+
+/// The table called `name` among a run's saved tables.
+pub fn find_table<'a>(tables: &'a [Table], name: &str) -> anyhow::Result<&'a Table> {
+    tables
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| anyhow::anyhow!("the run saved no table `{name}`"))
+}
+
+/// The distinct values of `v` in order of first appearance.
+pub fn distinct<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for x in v {
+        if !out.contains(x) {
+            out.push(x.clone());
+        }
+    }
+    out
+}

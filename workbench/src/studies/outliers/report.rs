@@ -1,60 +1,28 @@
 //! What the outlier report says, from the saved summary and channel tables.
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 
 use crate::experiment::outputs::{
-    Figure, Point, ReportContent, Scale, Section, Series, SeriesStyle, Table, TableView,
+    distinct, find_table, Figure, Point, ReportContent, Scale, Section, Series, SeriesStyle, Table,
+    TableView,
 };
-
-fn find<'a>(tables: &'a [Table], name: &str) -> Result<&'a Table> {
-    tables
-        .iter()
-        .find(|t| t.name == name)
-        .ok_or_else(|| anyhow!("the run saved no table `{name}`"))
-}
-
-fn strings(t: &Table, name: &str) -> Result<Vec<String>> {
-    Ok(t.strs(name)
-        .ok_or_else(|| anyhow!("table {} has no column {name}", t.name))?
-        .iter()
-        .map(|v| v.clone().unwrap_or_default())
-        .collect())
-}
-
-fn floats(t: &Table, name: &str) -> Result<Vec<f64>> {
-    Ok(t.f64s(name)
-        .ok_or_else(|| anyhow!("table {} has no column {name}", t.name))?
-        .into_iter()
-        .map(|v| v.unwrap_or(f64::NAN))
-        .collect())
-}
-
-fn distinct(v: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for x in v {
-        if !out.contains(x) {
-            out.push(x.clone());
-        }
-    }
-    out
-}
 
 /// Builds the report content of an outlier run.
 pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<ReportContent> {
-    let summary = find(tables, "outlier_summary")?;
+    let summary = find_table(tables, "outlier_summary")?;
     let (scheme, site, kind) = (
-        strings(summary, "scheme")?,
-        strings(summary, "site")?,
-        strings(summary, "kind")?,
+        summary.texts("scheme")?,
+        summary.texts("site")?,
+        summary.texts("kind")?,
     );
     let (layer, kurt, ratio) = (
-        floats(summary, "layer")?,
-        floats(summary, "kurtosis")?,
-        floats(summary, "max_over_median")?,
+        summary.floats("layer")?,
+        summary.floats("kurtosis")?,
+        summary.floats("max_over_median")?,
     );
     let (int8, massive) = (
-        floats(summary, "int8_outlier_features")?,
-        floats(summary, "massive_activations")?,
+        summary.floats("int8_outlier_features")?,
+        summary.floats("massive_activations")?,
     );
     let schemes = distinct(&scheme);
     let n = scheme.len();

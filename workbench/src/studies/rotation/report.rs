@@ -1,52 +1,21 @@
 //! What the rotation report says, from the saved per-layer and summary tables.
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 
 use crate::experiment::outputs::{
-    Figure, Point, ReportContent, Scale, Section, Series, SeriesStyle, Table, TableView,
+    distinct, find_table, Figure, Point, ReportContent, Scale, Section, Series, SeriesStyle, Table,
+    TableView,
 };
-
-fn col_s(t: &Table, n: &str) -> Result<Vec<String>> {
-    Ok(t.strs(n)
-        .ok_or_else(|| anyhow!("table {} has no column {n}", t.name))?
-        .iter()
-        .map(|v| v.clone().unwrap_or_default())
-        .collect())
-}
-
-fn col_f(t: &Table, n: &str) -> Result<Vec<f64>> {
-    Ok(t.f64s(n)
-        .ok_or_else(|| anyhow!("table {} has no column {n}", t.name))?
-        .into_iter()
-        .map(|v| v.unwrap_or(f64::NAN))
-        .collect())
-}
-
-fn distinct(v: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for x in v {
-        if !out.contains(x) {
-            out.push(x.clone());
-        }
-    }
-    out
-}
 
 /// Builds the report content of a rotation run.
 pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<ReportContent> {
-    let summary = tables
-        .iter()
-        .find(|t| t.name == "rotation_summary")
-        .ok_or_else(|| anyhow!("the run saved no table `rotation_summary`"))?;
-    let layers = tables
-        .iter()
-        .find(|t| t.name == "rotation_layers")
-        .ok_or_else(|| anyhow!("the run saved no table `rotation_layers`"))?;
-    let (scheme, weights) = (col_s(summary, "scheme")?, col_s(summary, "weights")?);
+    let summary = find_table(tables, "rotation_summary")?;
+    let layers = find_table(tables, "rotation_layers")?;
+    let (scheme, weights) = (summary.texts("scheme")?, summary.texts("weights")?);
     let (abits, mean, worst) = (
-        col_f(summary, "activation_bits")?,
-        col_f(summary, "mean_sqnr_db")?,
-        col_f(summary, "worst_sqnr_db")?,
+        summary.floats("activation_bits")?,
+        summary.floats("mean_sqnr_db")?,
+        summary.floats("worst_sqnr_db")?,
     );
     let schemes = distinct(&scheme);
     let settings: Vec<(String, f64)> = {
@@ -81,12 +50,12 @@ pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<Report
     }
     // SQNR per layer for the hardest setting (last weights, last activation bits).
     let (ls, lw, la, lsite) = (
-        col_s(layers, "scheme")?,
-        col_s(layers, "weights")?,
-        col_f(layers, "activation_bits")?,
-        col_s(layers, "site")?,
+        layers.texts("scheme")?,
+        layers.texts("weights")?,
+        layers.floats("activation_bits")?,
+        layers.texts("site")?,
     );
-    let lsqnr = col_f(layers, "sqnr_db")?;
+    let lsqnr = layers.floats("sqnr_db")?;
     let sites = distinct(&lsite);
     let (hw, ha) = settings.last().cloned().unwrap_or_default();
     let series = schemes
