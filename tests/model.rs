@@ -474,3 +474,57 @@ fn differentiable_forward_matches_the_fused_one_and_has_gradients() {
             > 0.0
     );
 }
+
+#[test]
+fn a_rotated_model_computes_the_same_logits() {
+    use workbench::model::rotate::{fold_norms, online_down_rotation, rotate_residual};
+    use workbench::primitives::rotation::{matrix, Rotation};
+    let Some(path) = stories260k() else { return };
+    let reference = load(&path);
+    let seq = tokens(12, 512, 21);
+    let n = reference.config.n_layers;
+    let expected = logits_of(&reference, &seq, &mut KvCache::new(n), None);
+    let expected64: Vec<Vec<f64>> = expected
+        .iter()
+        .map(|r| r.iter().map(|&v| v as f64).collect())
+        .collect();
+    let as_tensor = |rotation: Rotation, size: usize| {
+        let m: Vec<f32> = matrix(rotation, size)
+            .unwrap()
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        Tensor::from_vec(m, (size, size), &Device::Cpu).unwrap()
+    };
+    for rotation in [
+        Rotation::Hadamard,
+        Rotation::RandomHadamard { seed: 4 },
+        Rotation::RandomOrthogonal { seed: 4 },
+    ] {
+        let mut model = load(&path);
+        fold_norms(&mut model).unwrap();
+        let folded = logits_of(&model, &seq, &mut KvCache::new(n), None);
+        // Residual rotation (dim 64) and the online rotation of the MLP hidden
+        // activation (width 172 = 43·4: a Williamson-based Hadamard).
+        rotate_residual(&mut model, &as_tensor(rotation, 64)).unwrap();
+        online_down_rotation(&mut model, &as_tensor(rotation, 172)).unwrap();
+        let rotated = logits_of(&model, &seq, &mut KvCache::new(n), None);
+        let f = max_relative(&folded, &expected64);
+        let r = max_relative(&rotated, &expected64);
+        assert!(
+            f < 1e-5,
+            "{rotation:?}: folding the norms changed logits by {f}"
+        );
+        assert!(
+            r < 1e-4,
+            "{rotation:?}: the rotated model's logits differ by {r}"
+        );
+        // And the rotation really moved the weights.
+        assert!(
+            model.blocks[0].q.weight().to_vec2::<f32>().unwrap()
+                != reference.blocks[0].q.weight().to_vec2::<f32>().unwrap()
+        );
+    }
+    let mut unfolded = load(&path);
+    assert!(rotate_residual(&mut unfolded, &as_tensor(Rotation::Hadamard, 64)).is_err());
+}

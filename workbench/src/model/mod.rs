@@ -16,6 +16,7 @@ pub mod hf;
 pub mod linear;
 pub mod llama;
 pub mod llama2c;
+pub mod rotate;
 pub mod sample;
 pub mod transforms;
 pub mod weights;
