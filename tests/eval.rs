@@ -104,3 +104,61 @@ fn eval_of_stories260k_weight_variants() {
         out.join("report.html").is_file() && out.join("plots/acceptance_by_variant.png").is_file()
     );
 }
+
+#[test]
+fn rotated_and_quantized_models_stay_close() {
+    let Some(mirror) = mirror() else { return };
+    let dir = tempfile::Builder::new()
+        .prefix("wb-eval-rot-")
+        .tempdir()
+        .unwrap();
+    let data = dir.path().join("data");
+    let o = workbench(&data)
+        .args(["data", "fetch", "stories260K", "--mirror"])
+        .arg(&mirror)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let config = dir.path().join("rot.toml");
+    std::fs::write(
+        &config,
+        "kind = \"eval\"\nrotations = [\"none\", \"random_orthogonal\", \"hadamard\"]\nweights = [\"f32\", \"w8\"]\n\
+         [model]\ncheckpoint = \"stories260K\"\n[data]\nsequences = 4\nlength = 40\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = workbench(&data)
+        .args(["run", config.to_str().unwrap(), "--quiet", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(out.join("tables/eval.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let kl = |rotation: &str, weights: &str| -> f64 {
+        rows.iter()
+            .find(|r| r[col("rotation")] == rotation && r[col("weights")] == weights)
+            .unwrap()[col("kl")]
+        .parse()
+        .unwrap()
+    };
+    // Rotation alone changes nothing but float rounding.
+    for rotation in ["random_orthogonal", "hadamard"] {
+        assert!(
+            kl(rotation, "f32") < 1e-8,
+            "{rotation}: {}",
+            kl(rotation, "f32")
+        );
+        // Quantizing a rotated model (its online MLP rotation kept) stays in the same
+        // range as quantizing the plain one; losing the online rotation would not.
+        assert!(
+            kl(rotation, "w8") < 3.0 * kl("none", "w8"),
+            "{rotation}: {} vs {}",
+            kl(rotation, "w8"),
+            kl("none", "w8")
+        );
+    }
+}

@@ -36,6 +36,20 @@ pub enum Rotation {
     },
 }
 
+/// Scheme names a config may use.
+pub const SCHEMES: [&str; 4] = ["none", "hadamard", "random_hadamard", "random_orthogonal"];
+
+/// The rotation a scheme name stands for (random schemes seeded by `seed`).
+pub fn by_name(name: &str, seed: u64) -> Option<Rotation> {
+    match name {
+        "none" => Some(Rotation::None),
+        "hadamard" => Some(Rotation::Hadamard),
+        "random_hadamard" => Some(Rotation::RandomHadamard { seed }),
+        "random_orthogonal" => Some(Rotation::RandomOrthogonal { seed }),
+        _ => None,
+    }
+}
+
 /// The rotation as a dense row-major `n × n` matrix in f64.
 pub fn matrix(rotation: Rotation, n: usize) -> Result<Vec<f64>, String> {
     if n == 0 {

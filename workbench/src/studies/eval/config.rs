@@ -29,6 +29,14 @@ pub struct EvalConfig {
     /// Weight variants: each linear layer's weight rounded to this type.
     #[serde(default = "default_weights")]
     pub weights: Vec<String>,
+    /// Whole-model rotations (QuaRot-style) applied before the weight variant;
+    /// every rotation × weight variant is evaluated.
+    #[serde(default = "default_rotations")]
+    pub rotations: Vec<String>,
+}
+
+fn default_rotations() -> Vec<String> {
+    vec!["none".into()]
 }
 
 /// Where the model comes from.
@@ -209,6 +217,20 @@ impl EvalConfig {
         }
         if config.weights.is_empty() {
             problems.add(&root.key("weights"), "expected a non-empty list");
+        }
+        for (i, r) in config.rotations.iter().enumerate() {
+            if crate::primitives::rotation::by_name(r, 0).is_none() {
+                problems.add(
+                    &root.key("rotations").index(i),
+                    format!(
+                        "unknown rotation `{r}`; expected one of {}",
+                        crate::primitives::rotation::SCHEMES.join(", ")
+                    ),
+                );
+            }
+        }
+        if config.rotations.is_empty() {
+            problems.add(&root.key("rotations"), "expected a non-empty list");
         }
         for (i, w) in config.weights.iter().enumerate() {
             if let Err(e) = crate::model::transforms::weight_variant(w) {

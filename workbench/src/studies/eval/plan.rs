@@ -13,7 +13,6 @@ use crate::data;
 use crate::experiment::outputs::Table;
 use crate::experiment::study::{Plan, UnitContext, UnitOutput};
 use crate::model::cache::KvCache;
-use crate::model::linear::LinearConfig;
 use crate::model::llama::Model;
 use crate::model::sample::gumbel_sample;
 use crate::model::{hf, llama2c};
@@ -42,6 +41,9 @@ pub struct SequenceSums {
 /// One variant's result.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct VariantResult {
+    /// Whole-model rotation applied first.
+    #[serde(default)]
+    pub rotation: String,
     /// Weight variant.
     pub weights: String,
     /// Per sequence.
@@ -170,6 +172,36 @@ impl EvalPlan {
     }
 }
 
+/// Applies a whole-model rotation by name: norms folded, residual stream rotated,
+/// and the MLP hidden activation rotated online where the width has a
+/// construction (a Hadamard of the hidden width may not exist).
+fn rotate_whole_model(model: &mut Model, name: &str, seed: u64) -> Result<()> {
+    use crate::model::rotate::{fold_norms, online_down_rotation, rotate_residual};
+    use crate::primitives::rotation::{by_name, matrix, Rotation};
+    let rotation = by_name(name, seed).context("unknown rotation")?;
+    if rotation == Rotation::None {
+        return Ok(());
+    }
+    let as_tensor = |n: usize| -> Result<Option<Tensor>> {
+        Ok(match matrix(rotation, n) {
+            Ok(m) => Some(Tensor::from_vec(
+                m.iter().map(|&v| v as f32).collect::<Vec<f32>>(),
+                (n, n),
+                &Device::Cpu,
+            )?),
+            Err(_) => None,
+        })
+    };
+    let q = as_tensor(model.config.dim)?
+        .with_context(|| format!("no {name} rotation of the model width {}", model.config.dim))?;
+    fold_norms(model)?;
+    rotate_residual(model, &q)?;
+    if let Some(r) = as_tensor(model.config.hidden_dim)? {
+        online_down_rotation(model, &r)?;
+    }
+    Ok(())
+}
+
 /// sha256 of a file, or of every file of a folder in name order.
 fn digest(path: &Path) -> Result<String> {
     if path.is_file() {
@@ -215,27 +247,37 @@ impl Plan for EvalPlan {
     }
 
     fn units(&self) -> Vec<String> {
-        self.config
-            .weights
-            .iter()
-            .map(|w| format!("weights={w}"))
-            .collect()
+        let mut units = Vec::new();
+        for r in &self.config.rotations {
+            for w in &self.config.weights {
+                // Without rotations the keys stay as before (finished units are reused).
+                units.push(if r == "none" {
+                    format!("weights={w}")
+                } else {
+                    format!("rotation={r} weights={w}")
+                });
+            }
+        }
+        units
     }
 
     fn run_unit(&self, index: usize, _context: &UnitContext) -> Result<UnitOutput> {
-        let variant = &self.config.weights[index];
+        let count = self.config.weights.len();
+        let rotation_name = &self.config.rotations[index / count];
+        let variant = &self.config.weights[index % count];
         let reference = self.load()?;
         let seqs = self.sequences(&reference)?;
         let ref_logits = logits(&reference, &seqs)?;
         let mut model = self.load()?;
+        rotate_whole_model(&mut model, rotation_name, self.config.seed)?;
         if let Some(transform) =
             crate::model::transforms::weight_variant(variant).map_err(anyhow::Error::msg)?
         {
             for linear in model.linears_mut() {
-                linear.configure(LinearConfig {
-                    weight_transform: Some(transform.clone()),
-                    ..LinearConfig::default()
-                })?;
+                // Keep what is already configured (an online rotation, say).
+                let mut config = linear.config().clone();
+                config.weight_transform = Some(transform.clone());
+                linear.configure(config)?;
             }
         }
         let model_logits = logits(&model, &seqs)?;
@@ -264,6 +306,7 @@ impl Plan for EvalPlan {
             sequences.push(sums);
         }
         Ok(serde_json::to_value(VariantResult {
+            rotation: rotation_name.clone(),
             weights: variant.clone(),
             sequences,
         })?)

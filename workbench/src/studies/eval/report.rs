@@ -25,11 +25,15 @@ pub fn content(tables: &[Table], manifest: &serde_json::Value) -> Result<ReportC
         .iter()
         .find(|t| t.name == "eval")
         .ok_or_else(|| anyhow!("the run saved no table `eval`"))?;
+    // Each row is named by its weight variant, prefixed by its rotation if any.
+    let rotations = table
+        .texts("rotation")
+        .unwrap_or_else(|_| vec!["none".into(); table.rows()]);
     let weights: Vec<String> = table
-        .strs("weights")
-        .ok_or_else(|| anyhow!("table eval has no column weights"))?
-        .iter()
-        .map(|v| v.clone().unwrap_or_default())
+        .texts("weights")?
+        .into_iter()
+        .zip(&rotations)
+        .map(|(w, r)| if r == "none" { w } else { format!("{r}+{w}") })
         .collect();
     let c = |n: &str| column(table, n);
     let (kl, kl_lo, kl_hi) = (c("kl")?, c("kl_ci_low")?, c("kl_ci_high")?);
@@ -105,6 +109,7 @@ pub fn content(tables: &[Table], manifest: &serde_json::Value) -> Result<ReportC
             .into(),
     }];
     let view = table.select_columns(&[
+        "rotation",
         "weights",
         "sequences",
         "context_length",

@@ -25,6 +25,21 @@ type Metric = fn(&SequenceSums) -> f64;
 pub fn eval_table(config: &EvalConfig, results: &[VariantResult]) -> Table {
     let mut table = Table::new("eval")
         .with(
+            "rotation",
+            Column::Str(
+                results
+                    .iter()
+                    .map(|r| {
+                        Some(if r.rotation.is_empty() {
+                            "none".to_string()
+                        } else {
+                            r.rotation.clone()
+                        })
+                    })
+                    .collect(),
+            ),
+        )
+        .with(
             "weights",
             Column::Str(results.iter().map(|r| Some(r.weights.clone())).collect()),
         )

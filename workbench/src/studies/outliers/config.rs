@@ -8,8 +8,7 @@ use crate::experiment::study::{PointDoc, Problems};
 use crate::primitives::rotation::Rotation;
 use crate::studies::eval::config::{EvalConfig, EvalData, ModelSource};
 
-/// Rotation schemes a config may name.
-pub const SCHEMES: [&str; 4] = ["none", "hadamard", "random_hadamard", "random_orthogonal"];
+pub use crate::primitives::rotation::SCHEMES;
 
 /// The config as written.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -38,12 +37,7 @@ fn default_schemes() -> Vec<String> {
 impl OutliersConfig {
     /// The rotation a validated scheme name stands for.
     pub fn rotation(&self, scheme: &str) -> Rotation {
-        match scheme {
-            "hadamard" => Rotation::Hadamard,
-            "random_hadamard" => Rotation::RandomHadamard { seed: self.seed },
-            "random_orthogonal" => Rotation::RandomOrthogonal { seed: self.seed },
-            _ => Rotation::None,
-        }
+        crate::primitives::rotation::by_name(scheme, self.seed).unwrap_or(Rotation::None)
     }
 
     /// The same model and tokens as an evaluation config (to share its loading
@@ -55,6 +49,7 @@ impl OutliersConfig {
             model: self.model.clone(),
             data: self.data.clone(),
             weights: vec!["f32".into()],
+            rotations: vec!["none".into()],
         }
     }
 

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::experiment::config::{ConfigErrors, KeyPath};
 use crate::experiment::study::{PointDoc, Problems};
 use crate::model::transforms::parse_weight_quantizer;
+use crate::primitives::rotation::SCHEMES;
 use crate::studies::eval::config::{EvalConfig, EvalData, ModelSource};
-use crate::studies::outliers::config::SCHEMES;
 
 /// The config as written.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -46,6 +46,7 @@ impl RotationConfig {
             model: self.model.clone(),
             data: self.data.clone(),
             weights: vec!["f32".into()],
+            rotations: vec!["none".into()],
         }
     }
 
