@@ -1,23 +1,8 @@
 //! End-to-end test of the evaluation study on stories260K (from the offline mirror).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn mirror() -> Option<PathBuf> {
-    let m = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets");
-    if m.join("stories260K/stories260K.bin").is_file() {
-        Some(m)
-    } else {
-        eprintln!("skipping: no offline mirror at {}", m.display());
-        None
-    }
-}
-
-fn workbench(data_dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_workbench"));
-    c.env("WORKBENCH_DATA_DIR", data_dir);
-    c
-}
+use common::{mirror, workbench};
 
 #[test]
 fn eval_of_stories260k_weight_variants() {
@@ -107,32 +92,16 @@ fn eval_of_stories260k_weight_variants() {
 
 #[test]
 fn rotated_and_quantized_models_stay_close() {
-    let Some(mirror) = mirror() else { return };
-    let dir = tempfile::Builder::new()
-        .prefix("wb-eval-rot-")
-        .tempdir()
-        .unwrap();
-    let data = dir.path().join("data");
-    let o = workbench(&data)
-        .args(["data", "fetch", "stories260K", "--mirror"])
-        .arg(&mirror)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let config = dir.path().join("rot.toml");
-    std::fs::write(
-        &config,
+    let Some((dir, data)) = common::with_stories260k("eval-rot") else {
+        return;
+    };
+    let out = common::run_config(
+        dir.path(),
+        &data,
+        "rot",
         "kind = \"eval\"\nrotations = [\"none\", \"random_orthogonal\", \"hadamard\"]\nweights = [\"f32\", \"w8\"]\n\
          [model]\ncheckpoint = \"stories260K\"\n[data]\nsequences = 4\nlength = 40\n",
-    )
-    .unwrap();
-    let out = dir.path().join("out");
-    let o = workbench(&data)
-        .args(["run", config.to_str().unwrap(), "--quiet", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    );
     let text = std::fs::read_to_string(out.join("tables/eval.csv")).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();

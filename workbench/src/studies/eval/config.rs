@@ -139,6 +139,19 @@ pub fn resolve_checkpoint(checkpoint: &str) -> Result<PathBuf, String> {
 }
 
 impl EvalConfig {
+    /// An f32, unrotated evaluation of `model` on `data`: how the other model
+    /// studies load a model and get their tokens exactly as this study does.
+    pub fn model_and_tokens(seed: u64, model: &ModelSource, data: &EvalData) -> EvalConfig {
+        EvalConfig {
+            description: None,
+            seed,
+            model: model.clone(),
+            data: data.clone(),
+            weights: vec!["f32".into()],
+            rotations: vec!["none".into()],
+        }
+    }
+
     /// Parses and checks one point of a config, resolving the checkpoint.
     pub fn from_doc(doc: &PointDoc) -> Result<Self, ConfigErrors> {
         let mut config: EvalConfig = doc.deserialize()?;

@@ -43,14 +43,7 @@ impl OutliersConfig {
     /// The same model and tokens as an evaluation config (to share its loading
     /// and token sampling).
     pub fn as_eval(&self) -> EvalConfig {
-        EvalConfig {
-            description: None,
-            seed: self.seed,
-            model: self.model.clone(),
-            data: self.data.clone(),
-            weights: vec!["f32".into()],
-            rotations: vec!["none".into()],
-        }
+        EvalConfig::model_and_tokens(self.seed, &self.model, &self.data)
     }
 
     /// Parses and checks one point of a config.

@@ -40,14 +40,7 @@ fn default_activation_bits() -> Vec<u8> {
 impl RotationConfig {
     /// The model and tokens as an evaluation config.
     pub fn as_eval(&self) -> EvalConfig {
-        EvalConfig {
-            description: None,
-            seed: self.seed,
-            model: self.model.clone(),
-            data: self.data.clone(),
-            weights: vec!["f32".into()],
-            rotations: vec!["none".into()],
-        }
+        EvalConfig::model_and_tokens(self.seed, &self.model, &self.data)
     }
 
     /// Parses and checks one point of a config.
