@@ -75,6 +75,11 @@ impl Linear {
         self.bias.as_ref()
     }
 
+    /// Replaces the output bias.
+    pub fn set_bias(&mut self, bias: Option<Tensor>) {
+        self.bias = bias;
+    }
+
     /// The original weight `[out, in]`.
     pub fn weight(&self) -> &Tensor {
         &self.weight

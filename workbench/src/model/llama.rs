@@ -6,10 +6,12 @@ use candle_core::{DType, Device, Tensor, D};
 
 use super::cache::KvCache;
 use super::config::{ModelConfig, RopeStyle};
+use super::kv_quant::KvQuant;
 use super::linear::{Linear, Observer};
 use super::weights::Weights;
 
 /// One transformer block.
+#[derive(Clone)]
 pub struct Block {
     /// RMSNorm gain before attention.
     pub attn_norm: Tensor,
@@ -34,6 +36,7 @@ pub struct Block {
 }
 
 /// A decoder with its weights.
+#[derive(Clone)]
 pub struct Model {
     /// The architecture.
     pub config: ModelConfig,
@@ -49,6 +52,8 @@ pub struct Model {
     /// and RoPE kernels have no backward pass; the composite forms compute the
     /// same functions, up to float rounding.
     pub differentiable: bool,
+    /// KV-cache fake quantization (and online key rotation), if any.
+    pub kv_quant: Option<KvQuant>,
     cos: Tensor,
     sin: Tensor,
 }
@@ -127,6 +132,7 @@ impl Model {
             norm,
             head: Linear::new("lm_head", head_weight),
             differentiable: false,
+            kv_quant: None,
             cos,
             sin,
         })
@@ -212,6 +218,10 @@ impl Model {
         let cos = self.cos.narrow(0, start, len)?;
         let sin = self.sin.narrow(0, start, len)?;
         let (q, k) = (self.rope(&q, &cos, &sin)?, self.rope(&k, &cos, &sin)?);
+        let (q, k, v) = match &self.kv_quant {
+            Some(kv) => kv.apply(q, k, v)?,
+            None => (q, k, v),
+        };
         let (k, v) = cache.append(layer, k, v)?;
         // Grouped-query attention: query head h reads key/value head h / group.
         let group = c.n_heads / c.n_kv_heads;

@@ -8,11 +8,15 @@
 //!   SmolLM), loaded and saved.
 //! - [`linear`]: the one linear abstraction: input transform, weight and
 //!   activation quantizers, observers.
-//! - [`llama`]: the decoder itself; [`cache`]: its KV cache with rollback.
+//! - [`llama`]: the decoder itself; [`cache`]: its KV cache with rollback;
+//!   [`kv_quant`]: fake quantization of what enters the cache.
+//! - [`rotate`]: whole-model rotations by computational invariance and
+//!   SmoothQuant scaling.
 
 pub mod cache;
 pub mod config;
 pub mod hf;
+pub mod kv_quant;
 pub mod linear;
 pub mod llama;
 pub mod llama2c;

@@ -11,11 +11,12 @@
 
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 
 use super::linear::{Linear, LinearConfig, TensorMap};
 use super::llama::Model;
+use crate::primitives::rotation::{matrix, Rotation};
 
 /// Multiplies a linear layer's weight columns by `gain` (`W diag(g)`).
 fn scale_columns(linear: &mut Linear, gain: &Tensor) -> Result<()> {
@@ -112,4 +113,129 @@ pub fn online_down_rotation(model: &mut Model, r: &Tensor) -> Result<()> {
         b.down.configure(config)?;
     }
     Ok(())
+}
+
+/// `n` copies of the square `r` on the diagonal.
+fn block_diagonal(r: &Tensor, n: usize) -> Result<Tensor> {
+    let d = r.dim(0)?;
+    let values = r.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+    let mut out = vec![0f32; n * d * n * d];
+    for b in 0..n {
+        for (i, row) in values.iter().enumerate() {
+            let start = (b * d + i) * n * d + b * d;
+            out[start..start + d].copy_from_slice(row);
+        }
+    }
+    Ok(Tensor::from_vec(out, (n * d, n * d), r.device())?)
+}
+
+/// Rotates every attention head's values by the orthogonal `r`
+/// (`[head_dim, head_dim]`): `v_proj` produces `v R` per head (weight `Rᵀ W`
+/// per head block, bias `b R`) and `o_proj` reads `o R` (weight `W R` per head
+/// block). Attention mixes positions, not head dimensions, so each head's
+/// output is its old output times `R` and the model is unchanged (QuaRot's
+/// per-head Hadamard on values and outputs).
+pub fn rotate_value_heads(model: &mut Model, r: &Tensor) -> Result<()> {
+    let c = &model.config;
+    if r.dims() != [c.head_dim, c.head_dim] {
+        bail!(
+            "per-head rotation must be [{0}, {0}], got {1:?}",
+            c.head_dim,
+            r.dims()
+        );
+    }
+    let kv_blocks = block_diagonal(r, c.n_kv_heads)?;
+    let q_blocks = block_diagonal(r, c.n_heads)?;
+    for b in model.blocks.iter_mut() {
+        let w = kv_blocks.t()?.matmul(b.v.weight())?;
+        b.v.set_weight(w)?;
+        if let Some(bias) = b.v.bias().cloned() {
+            let rotated = bias.unsqueeze(0)?.matmul(&kv_blocks)?.squeeze(0)?;
+            b.v.set_bias(Some(rotated));
+        }
+        let w = b.o.weight().matmul(&q_blocks)?;
+        b.o.set_weight(w)?;
+    }
+    Ok(())
+}
+
+/// Multiplies its input's last axis by fixed per-channel factors.
+pub struct ChannelScale(pub Tensor);
+
+impl TensorMap for ChannelScale {
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.broadcast_mul(&self.0)?)
+    }
+
+    fn describe(&self) -> String {
+        format!("x · diag(1/s) ({} channels)", self.0.elem_count())
+    }
+}
+
+/// SmoothQuant on one layer: its input is divided by `scales` per channel and
+/// its weight's input columns multiplied by them, so `(x / s)(W diag(s))ᵀ =
+/// x Wᵀ`. Deployed, `1/s` folds into the preceding norm or projection; applied
+/// here as an input transform, the quantizers see the same numbers.
+pub fn smooth_linear(linear: &mut Linear, scales: &Tensor) -> Result<()> {
+    if linear.config().input_transform.is_some() {
+        bail!(
+            "{}: SmoothQuant on a layer that already has an input transform",
+            linear.name
+        );
+    }
+    let mut config = linear.config().clone();
+    config.input_transform = Some(Arc::new(ChannelScale(scales.recip()?)));
+    scale_columns(linear, scales)?;
+    linear.configure(config)
+}
+
+/// What [`rotate_model`] applied beyond the residual rotation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// An online rotation of the MLP hidden activation before `down_proj`.
+    pub mlp_hidden: bool,
+    /// A per-head rotation of values and attention outputs.
+    pub value_heads: bool,
+}
+
+/// Applies a whole-model rotation, QuaRot-style: RMSNorm gains folded, the
+/// residual stream rotated by the scheme's Q of the model width, the MLP hidden
+/// activation rotated online before `down_proj`, and every head's values and
+/// outputs rotated, the last two where their widths have a construction
+/// (reported in [`Applied`]). The residual width must have one.
+pub fn rotate_model(model: &mut Model, rotation: Rotation) -> Result<Applied> {
+    if rotation == Rotation::None {
+        return Ok(Applied::default());
+    }
+    let q = rotation_tensor(rotation, model.config.dim)?.with_context(|| {
+        format!(
+            "no {rotation:?} rotation of the model width {}",
+            model.config.dim
+        )
+    })?;
+    fold_norms(model)?;
+    rotate_residual(model, &q)?;
+    let mut applied = Applied::default();
+    if let Some(r) = rotation_tensor(rotation, model.config.hidden_dim)? {
+        online_down_rotation(model, &r)?;
+        applied.mlp_hidden = true;
+    }
+    if let Some(r) = rotation_tensor(rotation, model.config.head_dim)? {
+        rotate_value_heads(model, &r)?;
+        applied.value_heads = true;
+    }
+    Ok(applied)
+}
+
+/// The scheme's orthogonal matrix of order n as an f32 tensor, or None where
+/// the order has no construction.
+pub fn rotation_tensor(rotation: Rotation, n: usize) -> Result<Option<Tensor>> {
+    Ok(match matrix(rotation, n) {
+        Ok(m) => Some(Tensor::from_vec(
+            m.iter().map(|&v| v as f32).collect::<Vec<f32>>(),
+            (n, n),
+            &candle_core::Device::Cpu,
+        )?),
+        Err(_) => None,
+    })
 }

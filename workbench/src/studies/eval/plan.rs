@@ -91,13 +91,32 @@ impl EvalPlan {
     pub(crate) fn sequences(&self, model: &Model) -> Result<Vec<Vec<u32>>> {
         let d = &self.config.data;
         if d.source == "text" {
-            return self.text_windows(model);
+            return self.text_windows(model, TextPart::Evaluation, d.sequences);
         }
+        self.sampled(model, self.config.seed, d.sequences)
+    }
+
+    /// Calibration sequences disjoint from the evaluation ones: sampled with a
+    /// seed derived from the config's, or text windows from the training part
+    /// of the split (after the evaluation windows when there is no split).
+    pub(crate) fn calibration_sequences(
+        &self,
+        model: &Model,
+        count: usize,
+    ) -> Result<Vec<Vec<u32>>> {
+        if self.config.data.source == "text" {
+            return self.text_windows(model, TextPart::Calibration, count);
+        }
+        self.sampled(model, calibration_seed(self.config.seed), count)
+    }
+
+    fn sampled(&self, model: &Model, seed: u64, count: usize) -> Result<Vec<Vec<u32>>> {
+        let d = &self.config.data;
         let key = format!(
             "{}-{}-{}-{}-{}",
             self.config.model.sha256.as_deref().unwrap_or("?"),
-            self.config.seed,
-            d.sequences,
+            seed,
+            count,
             d.length,
             d.temperature
         );
@@ -111,21 +130,19 @@ impl EvalPlan {
             .join(format!("{name}.json"));
         if let Ok(text) = std::fs::read_to_string(&path) {
             if let Ok(seqs) = serde_json::from_str::<Vec<Vec<u32>>>(&text) {
-                if seqs.len() == d.sequences && seqs.iter().all(|s| s.len() == d.length) {
+                if seqs.len() == count && seqs.iter().all(|s| s.len() == d.length) {
                     return Ok(seqs);
                 }
             }
         }
-        let mut seqs: Vec<Vec<u32>> = vec![vec![1]; d.sequences]; // BOS
+        let mut seqs: Vec<Vec<u32>> = vec![vec![1]; count]; // BOS
         let mut cache = KvCache::new(model.config.n_layers);
-        let mut input: Vec<u32> = vec![1; d.sequences];
+        let mut input: Vec<u32> = vec![1; count];
         for t in 1..d.length {
             let tokens = Tensor::new(input.as_slice(), &Device::Cpu)?.unsqueeze(1)?;
             let logits = model.forward(&tokens, &mut cache, None)?.squeeze(1)?;
-            let positions: Vec<u64> = (0..d.sequences)
-                .map(|s| (s * d.length + t) as u64)
-                .collect();
-            input = gumbel_sample(&logits, d.temperature, self.config.seed, &positions)?;
+            let positions: Vec<u64> = (0..count).map(|s| (s * d.length + t) as u64).collect();
+            input = gumbel_sample(&logits, d.temperature, seed, &positions)?;
             for (seq, &token) in seqs.iter_mut().zip(&input) {
                 seq.push(token);
             }
@@ -136,15 +153,19 @@ impl EvalPlan {
 }
 
 impl EvalPlan {
-    /// Consecutive windows of `length` tokens of the text, at most `sequences`.
-    fn text_windows(&self, model: &Model) -> Result<Vec<Vec<u32>>> {
+    /// Consecutive windows of `length` tokens of the text, at most `count`.
+    fn text_windows(&self, model: &Model, which: TextPart, count: usize) -> Result<Vec<Vec<u32>>> {
         let d = &self.config.data;
         let path = d.resolved_text.as_ref().context("unresolved text")?;
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let part = match d.valid_fraction {
-            Some(f) => crate::text::split_text(&text, f).1,
-            None => text.as_str(),
+        // Calibration never sees evaluation tokens: it reads the training part of
+        // the split, or the windows after the evaluation ones.
+        let (part, skip) = match (d.valid_fraction, which) {
+            (Some(f), TextPart::Evaluation) => (crate::text::split_text(&text, f).1, 0),
+            (Some(f), TextPart::Calibration) => (crate::text::split_text(&text, f).0, 0),
+            (None, TextPart::Evaluation) => (text.as_str(), 0),
+            (None, TextPart::Calibration) => (text.as_str(), d.sequences),
         };
         let tokenizer =
             crate::text::TextTokenizer::load(d.tokenizer.as_ref().context("no tokenizer")?)?;
@@ -158,7 +179,8 @@ impl EvalPlan {
         let tokens = tokenizer.encode(part)?;
         let windows: Vec<Vec<u32>> = tokens
             .chunks_exact(d.length)
-            .take(d.sequences)
+            .skip(skip)
+            .take(count)
             .map(|w| w.to_vec())
             .collect();
         if windows.is_empty() {
@@ -172,33 +194,22 @@ impl EvalPlan {
     }
 }
 
-/// Applies a whole-model rotation by name: norms folded, residual stream rotated,
-/// and the MLP hidden activation rotated online where the width has a
-/// construction (a Hadamard of the hidden width may not exist).
+/// Which tokens of a text a window list comes from.
+#[derive(Clone, Copy)]
+enum TextPart {
+    Evaluation,
+    Calibration,
+}
+
+/// The seed of calibration samples: distinct from the evaluation seed.
+fn calibration_seed(seed: u64) -> u64 {
+    seed ^ 0xca1b_5eed_0000_0000
+}
+
+/// Applies a whole-model rotation by name (see [`crate::model::rotate::rotate_model`]).
 fn rotate_whole_model(model: &mut Model, name: &str, seed: u64) -> Result<()> {
-    use crate::model::rotate::{fold_norms, online_down_rotation, rotate_residual};
-    use crate::primitives::rotation::{by_name, matrix, Rotation};
-    let rotation = by_name(name, seed).context("unknown rotation")?;
-    if rotation == Rotation::None {
-        return Ok(());
-    }
-    let as_tensor = |n: usize| -> Result<Option<Tensor>> {
-        Ok(match matrix(rotation, n) {
-            Ok(m) => Some(Tensor::from_vec(
-                m.iter().map(|&v| v as f32).collect::<Vec<f32>>(),
-                (n, n),
-                &Device::Cpu,
-            )?),
-            Err(_) => None,
-        })
-    };
-    let q = as_tensor(model.config.dim)?
-        .with_context(|| format!("no {name} rotation of the model width {}", model.config.dim))?;
-    fold_norms(model)?;
-    rotate_residual(model, &q)?;
-    if let Some(r) = as_tensor(model.config.hidden_dim)? {
-        online_down_rotation(model, &r)?;
-    }
+    let rotation = crate::primitives::rotation::by_name(name, seed).context("unknown rotation")?;
+    crate::model::rotate::rotate_model(model, rotation)?;
     Ok(())
 }
 
@@ -228,8 +239,41 @@ fn softmax(row: &[f32]) -> Vec<f64> {
     e.into_iter().map(|v| v / s).collect()
 }
 
+/// Per-sequence sums of a model's logits against the reference's on `seqs`.
+pub(crate) fn compare(
+    seqs: &[Vec<u32>],
+    ref_logits: &[Vec<Vec<f32>>],
+    model_logits: &[Vec<Vec<f32>>],
+) -> Vec<SequenceSums> {
+    let mut sequences = Vec::with_capacity(seqs.len());
+    for (s, seq) in seqs.iter().enumerate() {
+        let mut sums = SequenceSums::default();
+        for t in 0..seq.len() - 1 {
+            let p = softmax(&ref_logits[s][t]);
+            let q = softmax(&model_logits[s][t]);
+            let next = seq[t + 1] as usize;
+            sums.positions += 1;
+            sums.cross_entropy -= q[next].ln();
+            sums.reference_cross_entropy -= p[next].ln();
+            sums.kl += p
+                .iter()
+                .zip(&q)
+                .filter(|(pi, _)| **pi > 0.0)
+                .map(|(pi, qi)| pi * (pi / qi).ln())
+                .sum::<f64>();
+            let agree = crate::primitives::distribution::argmax(&p)
+                == crate::primitives::distribution::argmax(&q);
+            sums.top1 += agree as u8 as f64;
+            sums.accept_standard += exact::standard(&p, &q);
+            sums.accept_gumbel += exact::gumbel(&p, &q);
+        }
+        sequences.push(sums);
+    }
+    sequences
+}
+
 /// Logits `[sequences, length, vocab]` of `model` on all sequences in one pass.
-fn logits(model: &Model, seqs: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f32>>>> {
+pub(crate) fn logits(model: &Model, seqs: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f32>>>> {
     let flat: Vec<u32> = seqs.iter().flatten().cloned().collect();
     let tokens = Tensor::from_vec(flat, (seqs.len(), seqs[0].len()), &Device::Cpu)?;
     Ok(model
@@ -281,30 +325,7 @@ impl Plan for EvalPlan {
             }
         }
         let model_logits = logits(&model, &seqs)?;
-        let mut sequences = Vec::with_capacity(seqs.len());
-        for (s, seq) in seqs.iter().enumerate() {
-            let mut sums = SequenceSums::default();
-            for t in 0..seq.len() - 1 {
-                let p = softmax(&ref_logits[s][t]);
-                let q = softmax(&model_logits[s][t]);
-                let next = seq[t + 1] as usize;
-                sums.positions += 1;
-                sums.cross_entropy -= q[next].ln();
-                sums.reference_cross_entropy -= p[next].ln();
-                sums.kl += p
-                    .iter()
-                    .zip(&q)
-                    .filter(|(pi, _)| **pi > 0.0)
-                    .map(|(pi, qi)| pi * (pi / qi).ln())
-                    .sum::<f64>();
-                let agree = crate::primitives::distribution::argmax(&p)
-                    == crate::primitives::distribution::argmax(&q);
-                sums.top1 += agree as u8 as f64;
-                sums.accept_standard += exact::standard(&p, &q);
-                sums.accept_gumbel += exact::gumbel(&p, &q);
-            }
-            sequences.push(sums);
-        }
+        let sequences = compare(&seqs, &ref_logits, &model_logits);
         Ok(serde_json::to_value(VariantResult {
             rotation: rotation_name.clone(),
             weights: variant.clone(),

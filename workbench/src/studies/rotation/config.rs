@@ -1,12 +1,11 @@
-//! The rotation study's config: a model, calibration tokens, and the grid of
-//! rotation × weight quantizer × activation bits.
+//! The rotation study's config: a model, evaluation and calibration tokens, and
+//! the grid of scheme × weight quantizer × activation bits × KV-cache bits.
 
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::config::{ConfigErrors, KeyPath};
 use crate::experiment::study::{PointDoc, Problems};
-use crate::model::transforms::parse_weight_quantizer;
-use crate::primitives::rotation::SCHEMES;
+use super::methods::{WeightMethod, SCHEMES};
 use crate::studies::eval::config::{EvalConfig, EvalData, ModelSource};
 
 /// The config as written.
@@ -24,13 +23,53 @@ pub struct RotationConfig {
     /// Calibration tokens (as in the eval study).
     #[serde(default)]
     pub data: EvalData,
-    /// Rotation schemes.
+    /// Schemes: rotations (`none`, `hadamard`, `random_hadamard`,
+    /// `random_orthogonal`) and the `smoothquant` scaling baseline.
     pub rotations: Vec<String>,
-    /// Weight quantizers, `w<bits>[g<group>][a][mse]`.
+    /// Weight quantizers: `f32` (none) or `w<bits>[g<group>][a][mse][gptq]`.
     pub weights: Vec<String>,
     /// Activation bits per token (16 = not quantized).
     #[serde(default = "default_activation_bits")]
     pub activation_bits: Vec<u8>,
+    /// KV-cache bits (16 = not quantized); whole-model only.
+    #[serde(default = "default_kv_bits")]
+    pub kv_bits: Vec<u8>,
+    /// KV-cache group size along the head dimension (default: the whole head).
+    #[serde(default)]
+    pub kv_group: Option<usize>,
+    /// SmoothQuant's migration strength.
+    #[serde(default = "default_alpha")]
+    pub smoothquant_alpha: f64,
+    /// GPTQ's relative dampening of the Hessian diagonal.
+    #[serde(default = "default_damp")]
+    pub gptq_damp: f64,
+    /// Calibration sequences (SmoothQuant scales, GPTQ Hessians), disjoint from
+    /// the evaluation tokens.
+    #[serde(default = "default_calibration")]
+    pub calibration_sequences: usize,
+    /// Also quantize the whole model and measure perplexity, KL and acceptance.
+    #[serde(default = "default_true")]
+    pub whole_model: bool,
+}
+
+fn default_kv_bits() -> Vec<u8> {
+    vec![16]
+}
+
+fn default_alpha() -> f64 {
+    0.5
+}
+
+fn default_damp() -> f64 {
+    0.01
+}
+
+fn default_calibration() -> usize {
+    8
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_activation_bits() -> Vec<u8> {
@@ -82,9 +121,41 @@ impl RotationConfig {
             }
         }
         for (i, w) in config.weights.iter().enumerate() {
-            if let Err(e) = parse_weight_quantizer(w) {
+            if let Err(e) = WeightMethod::parse(w) {
                 problems.add(&root.key("weights").index(i), e);
             }
+        }
+        for (i, &b) in config.kv_bits.iter().enumerate() {
+            if !(b == 16 || (2..=8).contains(&b)) {
+                problems.add(
+                    &root.key("kv_bits").index(i),
+                    format!("{b} bits; expected 2 to 8, or 16 for none"),
+                );
+            }
+        }
+        if config.kv_group == Some(0) {
+            problems.add(&root.key("kv_group"), "expected a positive group size");
+        }
+        if !(0.0..=1.0).contains(&config.smoothquant_alpha) {
+            problems.add(
+                &root.key("smoothquant_alpha"),
+                format!("{}; expected 0 to 1", config.smoothquant_alpha),
+            );
+        }
+        if !(config.gptq_damp.is_finite() && config.gptq_damp >= 0.0) {
+            problems.add(
+                &root.key("gptq_damp"),
+                format!("{}; expected a finite value >= 0", config.gptq_damp),
+            );
+        }
+        if config.calibration_sequences == 0 {
+            problems.add(
+                &root.key("calibration_sequences"),
+                "expected at least one sequence",
+            );
+        }
+        if config.kv_bits.is_empty() {
+            problems.add(&root.key("kv_bits"), "expected a non-empty list");
         }
         for (i, &b) in config.activation_bits.iter().enumerate() {
             if !(b == 16 || (4..=8).contains(&b)) {

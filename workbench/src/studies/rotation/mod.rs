@@ -1,10 +1,18 @@
-//! The rotation study (`kind = "rotation"`), first version: rotation × weight
-//! quantizer × activation bits, measured per linear layer by the error of its
-//! output against full precision on calibration tokens.
+//! The rotation study (`kind = "rotation"`): schemes (rotations and SmoothQuant)
+//! × weight methods (RTN, GPTQ) × activation bits × KV-cache bits, measured per
+//! linear layer (output, weight and activation error against full precision)
+//! and for the whole model (perplexity, KL, top-1 agreement and acceptance as a
+//! drafter of the full-precision model).
 
 pub mod config;
+pub mod layers;
+pub mod methods;
 pub mod plan;
 pub mod report;
+pub mod tables;
+pub mod whole_model;
+
+pub use plan::RotationPlan;
 
 use crate::experiment::config::ConfigErrors;
 use crate::experiment::outputs::{ReportContent, Table};
@@ -19,7 +27,7 @@ impl Study for RotationStudy {
     }
 
     fn summary(&self) -> &'static str {
-        "rotation schemes x weight/activation quantizers, layer-output SQNR per linear layer"
+        "rotation/SmoothQuant x RTN/GPTQ x activation/KV bits: per-layer SQNR and whole-model perplexity, KL"
     }
 
     fn plan(&self, doc: &PointDoc) -> Result<Box<dyn Plan>, ConfigErrors> {
