@@ -477,8 +477,8 @@ fn differentiable_forward_matches_the_fused_one_and_has_gradients() {
 
 #[test]
 fn a_rotated_model_computes_the_same_logits() {
-    use workbench::model::rotate::{fold_norms, online_down_rotation, rotate_residual};
-    use workbench::primitives::rotation::{matrix, Rotation};
+    use workbench::model::rotate::{fold_norms, rotate_model};
+    use workbench::primitives::rotation::Rotation;
     let Some(path) = stories260k() else { return };
     let reference = load(&path);
     let seq = tokens(12, 512, 21);
@@ -488,43 +488,87 @@ fn a_rotated_model_computes_the_same_logits() {
         .iter()
         .map(|r| r.iter().map(|&v| v as f64).collect())
         .collect();
-    let as_tensor = |rotation: Rotation, size: usize| {
-        let m: Vec<f32> = matrix(rotation, size)
-            .unwrap()
-            .iter()
-            .map(|&v| v as f32)
-            .collect();
-        Tensor::from_vec(m, (size, size), &Device::Cpu).unwrap()
-    };
+    let mut folded_model = load(&path);
+    fold_norms(&mut folded_model).unwrap();
+    let folded = logits_of(&folded_model, &seq, &mut KvCache::new(n), None);
+    let f = max_relative(&folded, &expected64);
+    assert!(f < 1e-5, "folding the norms changed logits by {f}");
     for rotation in [
         Rotation::Hadamard,
         Rotation::RandomHadamard { seed: 4 },
         Rotation::RandomOrthogonal { seed: 4 },
     ] {
         let mut model = load(&path);
-        fold_norms(&mut model).unwrap();
-        let folded = logits_of(&model, &seq, &mut KvCache::new(n), None);
-        // Residual rotation (dim 64) and the online rotation of the MLP hidden
-        // activation (width 172 = 43·4: a Williamson-based Hadamard).
-        rotate_residual(&mut model, &as_tensor(rotation, 64)).unwrap();
-        online_down_rotation(&mut model, &as_tensor(rotation, 172)).unwrap();
+        // Residual rotation (dim 64), the online rotation of the MLP hidden
+        // activation (width 172 = 43·4: a Williamson-based Hadamard) and the
+        // per-head rotation of values and outputs (head_dim 8).
+        let applied = rotate_model(&mut model, rotation).unwrap();
+        assert!(applied.mlp_hidden && applied.value_heads, "{applied:?}");
         let rotated = logits_of(&model, &seq, &mut KvCache::new(n), None);
-        let f = max_relative(&folded, &expected64);
         let r = max_relative(&rotated, &expected64);
-        assert!(
-            f < 1e-5,
-            "{rotation:?}: folding the norms changed logits by {f}"
-        );
         assert!(
             r < 1e-4,
             "{rotation:?}: the rotated model's logits differ by {r}"
         );
         // And the rotation really moved the weights.
-        assert!(
-            model.blocks[0].q.weight().to_vec2::<f32>().unwrap()
-                != reference.blocks[0].q.weight().to_vec2::<f32>().unwrap()
-        );
+        for (a, b) in [
+            (&model.blocks[0].q, &reference.blocks[0].q),
+            (&model.blocks[0].v, &reference.blocks[0].v),
+            (&model.blocks[0].down, &reference.blocks[0].down),
+        ] {
+            assert!(
+                a.weight().to_vec2::<f32>().unwrap() != b.weight().to_vec2::<f32>().unwrap()
+            );
+        }
     }
     let mut unfolded = load(&path);
-    assert!(rotate_residual(&mut unfolded, &as_tensor(Rotation::Hadamard, 64)).is_err());
+    let q = workbench::model::rotate::rotation_tensor(Rotation::Hadamard, 64)
+        .unwrap()
+        .unwrap();
+    assert!(workbench::model::rotate::rotate_residual(&mut unfolded, &q).is_err());
+}
+
+#[test]
+fn smoothing_and_key_rotation_leave_logits_unchanged_and_kv_quantization_costs() {
+    use workbench::model::kv_quant::KvQuant;
+    use workbench::model::rotate::{rotation_tensor, smooth_linear};
+    use workbench::primitives::rotation::Rotation;
+    let Some(path) = stories260k() else { return };
+    let reference = load(&path);
+    let seq = tokens(16, 512, 5);
+    let n = reference.config.n_layers;
+    let expected = logits_of(&reference, &seq, &mut KvCache::new(n), None);
+    let expected64: Vec<Vec<f64>> = expected
+        .iter()
+        .map(|r| r.iter().map(|&v| v as f64).collect())
+        .collect();
+    // SmoothQuant scaling with arbitrary positive scales is exact.
+    let mut smoothed = load(&path);
+    for linear in smoothed.linears_mut() {
+        let width = linear.weight().dim(1).unwrap();
+        let s: Vec<f32> = (0..width).map(|i| 0.25 + (i % 7) as f32 * 0.5).collect();
+        smooth_linear(linear, &Tensor::new(s.as_slice(), &Device::Cpu).unwrap()).unwrap();
+    }
+    let r = max_relative(
+        &logits_of(&smoothed, &seq, &mut KvCache::new(n), None),
+        &expected64,
+    );
+    assert!(r < 1e-4, "smoothing changed logits by {r}");
+    // 8-bit KV with and without the per-head key rotation: close to the original,
+    // and 2-bit much further away.
+    let head_dim = reference.config.head_dim;
+    let distance = |bits: u8, rotate: bool| {
+        let mut m = load(&path);
+        m.kv_quant = Some(KvQuant {
+            bits,
+            group: head_dim,
+            key_rotation: rotate
+                .then(|| rotation_tensor(Rotation::Hadamard, head_dim).unwrap().unwrap()),
+        });
+        max_relative(&logits_of(&m, &seq, &mut KvCache::new(n), None), &expected64)
+    };
+    let (kv8, kv8_rotated, kv2) = (distance(8, false), distance(8, true), distance(2, false));
+    assert!(kv8 > 0.0 && kv8 < 0.1, "KV8 {kv8}");
+    assert!(kv8_rotated > 0.0 && kv8_rotated < 0.1, "KV8 rotated {kv8_rotated}");
+    assert!(kv2 > 5.0 * kv8, "KV2 {kv2} vs KV8 {kv8}");
 }

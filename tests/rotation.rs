@@ -11,9 +11,73 @@ fn rotations_reduce_layer_quantization_error_on_stories260k() {
         dir.path(),
         &data,
         "rotation",
-        "kind = \"rotation\"\nrotations = [\"none\", \"hadamard\"]\nweights = [\"w8\", \"w4\"]\nactivation_bits = [16, 4]\n\
-         [model]\ncheckpoint = \"stories260K\"\n[data]\nsequences = 4\nlength = 48\n",
+        "kind = \"rotation\"\nrotations = [\"none\", \"hadamard\", \"smoothquant\"]\n\
+         weights = [\"f32\", \"w8\", \"w4\", \"w4gptq\"]\nactivation_bits = [16, 4]\nkv_bits = [16, 4]\n\
+         calibration_sequences = 16\n[model]\ncheckpoint = \"stories260K\"\n[data]\nsequences = 4\nlength = 48\n",
     );
+    check_layers(&out);
+    check_whole_model(&out);
+}
+
+/// Rows of a CSV table as maps from column name to cell.
+fn table(path: &std::path::Path) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    lines
+        .map(|l| header.iter().cloned().zip(l.split(',').map(str::to_string)).collect())
+        .collect()
+}
+
+fn check_whole_model(out: &std::path::Path) {
+    let rows = table(&out.join("tables/rotation_model.csv"));
+    // 3 schemes x 4 weight methods x 2 activation bits x 2 KV bits.
+    assert_eq!(rows.len(), 3 * 4 * 2 * 2);
+    let get = |scheme: &str, weights: &str, a: &str, kv: &str, what: &str| -> f64 {
+        rows.iter()
+            .find(|r| {
+                r["scheme"] == scheme
+                    && r["weights"] == weights
+                    && r["activation_bits"] == a
+                    && r["kv_bits"] == kv
+            })
+            .unwrap_or_else(|| panic!("no row {scheme} {weights} A{a} KV{kv}"))[what]
+            .parse()
+            .unwrap()
+    };
+    // Unquantized, the rotated and the smoothed models compute the original function.
+    for scheme in ["none", "hadamard", "smoothquant"] {
+        let kl = get(scheme, "f32", "16", "16", "kl");
+        assert!(kl < 1e-6, "{scheme}: unquantized KL {kl}");
+        assert!(get(scheme, "f32", "16", "16", "top1_agreement") > 0.999);
+    }
+    // Quantizing the KV cache to 4 bits costs something; 8-bit weights little.
+    assert!(get("none", "f32", "16", "4", "kl") > 1e-3);
+    assert!(get("none", "w8", "16", "16", "kl") < 0.1);
+    // The Hadamard rotation helps where activation outliers dominate (A4), and
+    // GPTQ beats round-to-nearest at 4 bits, with and without the rotation.
+    assert!(get("hadamard", "w8", "4", "16", "kl") < get("none", "w8", "4", "16", "kl"));
+    for scheme in ["none", "hadamard"] {
+        assert!(
+            get(scheme, "w4gptq", "16", "16", "kl") < get(scheme, "w4", "16", "16", "kl"),
+            "{scheme}: GPTQ does not beat RTN: {} vs {}",
+            get(scheme, "w4gptq", "16", "16", "kl"),
+            get(scheme, "w4", "16", "16", "kl")
+        );
+    }
+    // Acceptance as a drafter falls with the quality of the quantized model.
+    assert!(
+        get("none", "w8", "16", "16", "accept_standard")
+            > get("none", "w4", "16", "16", "accept_standard")
+    );
+}
+
+fn check_layers(out: &std::path::Path) {
     let text = std::fs::read_to_string(out.join("tables/rotation_summary.csv")).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
@@ -32,7 +96,8 @@ fn rotations_reduce_layer_quantization_error_on_stories260k() {
             .unwrap_or_else(|| panic!("no row {scheme} {weights} {bits}"));
         r[col(what)].parse().unwrap()
     };
-    assert_eq!(rows.len(), 2 * 2 * 2);
+    // f32 weights are measured only with quantized activations.
+    assert_eq!(rows.len(), 3 * (3 * 2 + 1));
     // All 36 linear layers are measured (widths 64 and 172 both have Hadamard matrices).
     assert_eq!(get("hadamard", "w4", "16", "layers"), 36.0);
     // More bits, less error; W8A16 is close to lossless.
@@ -45,4 +110,20 @@ fn rotations_reduce_layer_quantization_error_on_stories260k() {
         get("hadamard", "w8", "4", "worst_sqnr_db") > get("none", "w8", "4", "worst_sqnr_db") + 2.0
     );
     assert!(get("hadamard", "w4", "16", "mean_sqnr_db") > get("none", "w4", "16", "mean_sqnr_db"));
+    // GPTQ, calibrated on other tokens, beats RTN in layer output error.
+    for scheme in ["none", "hadamard", "smoothquant"] {
+        assert!(
+            get(scheme, "w4gptq", "16", "mean_sqnr_db") > get(scheme, "w4", "16", "mean_sqnr_db"),
+            "{scheme}"
+        );
+    }
+    // SmoothQuant's scaling helps 4-bit activations, a rotation more; GPTQ trades
+    // a larger weight error for a smaller output error.
+    let a4 = |scheme| get(scheme, "f32", "4", "mean_sqnr_db");
+    assert!(a4("smoothquant") > a4("none"));
+    assert!(a4("hadamard") > a4("smoothquant"));
+    assert!(
+        get("none", "w4gptq", "16", "mean_weight_rel_error")
+            > get("none", "w4", "16", "mean_weight_rel_error")
+    );
 }

@@ -140,4 +140,50 @@ fn training_learns_saves_and_resumes_exactly() {
             == std::fs::read(resumed_model.join("model.safetensors")).unwrap(),
         "a resumed run must end with the same weights"
     );
+    rotated_trained_model_computes_the_same_logits(&whole_model);
+}
+
+/// QuaRot-style rotation of a trained model (its norm gains and weights are no
+/// longer at their initial values) leaves its logits unchanged.
+fn rotated_trained_model_computes_the_same_logits(folder: &Path) {
+    use candle_core::{Device, Tensor};
+    use workbench::model::cache::KvCache;
+    use workbench::model::llama::Model;
+    use workbench::model::rotate::rotate_model;
+    use workbench::primitives::rotation::Rotation;
+    let load = || {
+        let (config, weights) = workbench::model::hf::load(folder, &Device::Cpu).unwrap();
+        Model::from_weights(config, weights).unwrap()
+    };
+    let reference = load();
+    let tokens: Vec<u32> = (0..24u32).map(|i| (i * 37 + 11) % 300).collect();
+    let tokens = Tensor::new(tokens.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let n = reference.config.n_layers;
+    let logits = |m: &Model| {
+        m.forward(&tokens, &mut KvCache::new(n), None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let expected = logits(&reference);
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for rotation in [Rotation::Hadamard, Rotation::RandomOrthogonal { seed: 9 }] {
+        let mut model = load();
+        let applied = rotate_model(&mut model, rotation).unwrap();
+        // dim 32, hidden 64 and head_dim 8 all have Hadamard matrices.
+        assert!(applied.mlp_hidden && applied.value_heads);
+        let worst = logits(&model)
+            .iter()
+            .zip(&expected)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            worst <= 1e-4 * scale,
+            "{rotation:?}: logits differ by {worst} (scale {scale})"
+        );
+    }
 }
