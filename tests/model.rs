@@ -516,9 +516,7 @@ fn a_rotated_model_computes_the_same_logits() {
             (&model.blocks[0].v, &reference.blocks[0].v),
             (&model.blocks[0].down, &reference.blocks[0].down),
         ] {
-            assert!(
-                a.weight().to_vec2::<f32>().unwrap() != b.weight().to_vec2::<f32>().unwrap()
-            );
+            assert!(a.weight().to_vec2::<f32>().unwrap() != b.weight().to_vec2::<f32>().unwrap());
         }
     }
     let mut unfolded = load(&path);
@@ -562,13 +560,22 @@ fn smoothing_and_key_rotation_leave_logits_unchanged_and_kv_quantization_costs()
         m.kv_quant = Some(KvQuant {
             bits,
             group: head_dim,
-            key_rotation: rotate
-                .then(|| rotation_tensor(Rotation::Hadamard, head_dim).unwrap().unwrap()),
+            key_rotation: rotate.then(|| {
+                rotation_tensor(Rotation::Hadamard, head_dim)
+                    .unwrap()
+                    .unwrap()
+            }),
         });
-        max_relative(&logits_of(&m, &seq, &mut KvCache::new(n), None), &expected64)
+        max_relative(
+            &logits_of(&m, &seq, &mut KvCache::new(n), None),
+            &expected64,
+        )
     };
     let (kv8, kv8_rotated, kv2) = (distance(8, false), distance(8, true), distance(2, false));
     assert!(kv8 > 0.0 && kv8 < 0.1, "KV8 {kv8}");
-    assert!(kv8_rotated > 0.0 && kv8_rotated < 0.1, "KV8 rotated {kv8_rotated}");
+    assert!(
+        kv8_rotated > 0.0 && kv8_rotated < 0.1,
+        "KV8 rotated {kv8_rotated}"
+    );
     assert!(kv2 > 5.0 * kv8, "KV2 {kv2} vs KV8 {kv8}");
 }

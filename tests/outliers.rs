@@ -40,4 +40,62 @@ fn rotations_flatten_stories260k_outliers() {
     }
     assert!(out.join("tables/outlier_channels.parquet").is_file());
     assert!(out.join("plots/kurtosis_mlp_hidden.png").is_file());
+    assert!(out.join("plots/histogram_mlp_hidden.png").is_file());
+    for t in [
+        "outlier_features",
+        "massive_activations",
+        "outlier_histograms",
+    ] {
+        assert!(out.join(format!("tables/{t}.csv")).is_file(), "{t}");
+    }
+
+    // Lowered thresholds: the criteria report where values occur, and on which tokens.
+    let out = common::run_config(
+        dir.path(),
+        &data,
+        "outliers_low",
+        "kind = \"outliers\"\nrotations = [\"none\"]\n[criteria]\nmassive_threshold = 2.0\nmassive_ratio = 10.0\n\
+         int8_threshold = 1.0\nint8_token_share = 0.05\nint8_layer_share = 0.5\n\
+         [model]\ncheckpoint = \"stories260K\"\n[data]\nsequences = 4\nlength = 48\n",
+    );
+    let text = std::fs::read_to_string(out.join("tables/massive_activations.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let hits: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert!(!hits.is_empty(), "no value above 2 and 10x the median");
+    for h in &hits {
+        let value: f64 = h[col("value")].parse().unwrap();
+        assert!(value.abs() >= 2.0);
+        if h[col("kind")] != "weight" {
+            let position: i64 = h[col("position")].parse().unwrap();
+            let token: i64 = h[col("token")].parse().unwrap();
+            assert!(
+                (0..48).contains(&position) && (0..512).contains(&token),
+                "{h:?}"
+            );
+        }
+    }
+    let features = std::fs::read_to_string(out.join("tables/outlier_features.csv")).unwrap();
+    assert!(
+        features.lines().count() > 1,
+        "no channel with |x| >= 1 in 5% of tokens"
+    );
+
+    // A bad threshold is a located error.
+    let cfg = dir.path().join("bad_criteria.toml");
+    std::fs::write(
+        &cfg,
+        "kind = \"outliers\"\n[criteria]\nint8_token_share = 2.0\n[model]\ncheckpoint = \"stories260K\"\n",
+    )
+    .unwrap();
+    let o = common::workbench(&data)
+        .args(["run", cfg.to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("criteria.int8_token_share"),
+        "{err}"
+    );
 }

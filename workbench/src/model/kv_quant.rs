@@ -53,6 +53,9 @@ impl KvQuant {
             self.group,
         )
         .map_err(anyhow::Error::msg)?;
-        Ok(Tensor::from_vec(q, (batch, heads, tokens, head_dim), x.device())?.to_dtype(x.dtype())?)
+        Ok(
+            Tensor::from_vec(q, (batch, heads, tokens, head_dim), x.device())?
+                .to_dtype(x.dtype())?,
+        )
     }
 }

@@ -66,6 +66,11 @@ fn bin_of(a: f64) -> usize {
     b.clamp(0.0, (BINS - 1) as f64) as usize
 }
 
+/// Lower edge of histogram bin `b ≥ 1` on the |x| axis (bin 0 starts at zero).
+pub fn bin_lower_edge(b: usize) -> f64 {
+    2f64.powf(MIN_OCTAVE as f64 + b as f64 / BINS_PER_OCTAVE as f64)
+}
+
 /// Upper edge of bin `b` on the |x| axis.
 fn bin_upper(b: usize) -> f64 {
     2f64.powf(MIN_OCTAVE as f64 + (b as f64 + 1.0) / BINS_PER_OCTAVE as f64)

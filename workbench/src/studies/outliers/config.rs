@@ -28,6 +28,59 @@ pub struct OutliersConfig {
     /// Rotations applied to every site's channels before measuring.
     #[serde(default = "default_schemes")]
     pub rotations: Vec<String>,
+    /// Outlier criteria.
+    #[serde(default)]
+    pub criteria: Criteria,
+}
+
+/// Thresholds of the outlier criteria (`[criteria]` in a config).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Criteria {
+    /// LLM.int8(): magnitude of an outlier value.
+    #[serde(default = "int8_threshold")]
+    pub int8_threshold: f64,
+    /// LLM.int8(): share of a channel's values (tokens) at or above the threshold.
+    #[serde(default = "int8_token_share")]
+    pub int8_token_share: f64,
+    /// LLM.int8(): share of the layers (of one site kind) where the channel
+    /// qualifies, for it to be an outlier feature.
+    #[serde(default = "int8_layer_share")]
+    pub int8_layer_share: f64,
+    /// Massive activations: smallest |x|.
+    #[serde(default = "massive_threshold")]
+    pub massive_threshold: f64,
+    /// Massive activations: smallest |x| over the site's median |x|.
+    #[serde(default = "massive_ratio")]
+    pub massive_ratio: f64,
+}
+
+fn int8_threshold() -> f64 {
+    6.0
+}
+fn int8_token_share() -> f64 {
+    0.06
+}
+fn int8_layer_share() -> f64 {
+    0.25
+}
+fn massive_threshold() -> f64 {
+    100.0
+}
+fn massive_ratio() -> f64 {
+    1000.0
+}
+
+impl Default for Criteria {
+    fn default() -> Self {
+        Criteria {
+            int8_threshold: int8_threshold(),
+            int8_token_share: int8_token_share(),
+            int8_layer_share: int8_layer_share(),
+            massive_threshold: massive_threshold(),
+            massive_ratio: massive_ratio(),
+        }
+    }
 }
 
 fn default_schemes() -> Vec<String> {
@@ -52,6 +105,7 @@ impl OutliersConfig {
         let mut table = doc.table.clone();
         let rotations = table.remove("rotations");
         let description = table.remove("description");
+        let criteria = table.remove("criteria");
         let eval_doc = PointDoc {
             source: doc.source,
             table,
@@ -64,8 +118,45 @@ impl OutliersConfig {
             model: eval.model,
             data: eval.data,
             rotations: default_schemes(),
+            criteria: Criteria::default(),
         };
         let mut problems = Problems::new(doc);
+        let at = KeyPath::root().key("criteria");
+        if let Some(c) = criteria {
+            match c.try_into::<Criteria>() {
+                Ok(c) => config.criteria = c,
+                Err(e) => problems.add(&at, format!("{}", e.message())),
+            }
+        }
+        let c = &config.criteria;
+        for (key, value, ok) in [
+            ("int8_threshold", c.int8_threshold, c.int8_threshold > 0.0),
+            (
+                "int8_token_share",
+                c.int8_token_share,
+                (0.0..=1.0).contains(&c.int8_token_share),
+            ),
+            (
+                "int8_layer_share",
+                c.int8_layer_share,
+                (0.0..=1.0).contains(&c.int8_layer_share),
+            ),
+            (
+                "massive_threshold",
+                c.massive_threshold,
+                c.massive_threshold > 0.0,
+            ),
+            ("massive_ratio", c.massive_ratio, c.massive_ratio >= 1.0),
+        ] {
+            if !ok || !value.is_finite() {
+                let expected = match key {
+                    "int8_token_share" | "int8_layer_share" => "a share from 0 to 1",
+                    "massive_ratio" => "a ratio of at least 1",
+                    _ => "a positive magnitude",
+                };
+                problems.add(&at.key(key), format!("{value}; expected {expected}"));
+            }
+        }
         if let Some(r) = rotations {
             match r.try_into::<Vec<String>>() {
                 Ok(list) => config.rotations = list,

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::config::OutliersConfig;
+use super::config::{Criteria, OutliersConfig};
 use crate::experiment::outputs::Table;
 use crate::experiment::study::{Plan, UnitContext, UnitOutput};
 use crate::model::cache::KvCache;
@@ -31,6 +31,30 @@ pub struct ChannelRow {
     pub kurtosis: f64,
     /// 99th percentile of |x| (to one histogram bin).
     pub abs_q99: f64,
+    /// Median |x| (to one histogram bin).
+    #[serde(default)]
+    pub abs_q50: f64,
+    /// 99.9th percentile of |x| (to one histogram bin).
+    #[serde(default)]
+    pub abs_q999: f64,
+    /// Share of values with |x| at or above the LLM.int8() threshold.
+    #[serde(default)]
+    pub int8_share: f64,
+}
+
+/// One massive activation: where it occurred and how large it was.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MassiveHit {
+    /// Evaluation sequence (-1 for a weight, whose rows are output channels).
+    pub sequence: i64,
+    /// Position in the sequence (the output row for a weight).
+    pub position: i64,
+    /// Token id at that position (-1 for a weight).
+    pub token: i64,
+    /// Channel.
+    pub channel: i64,
+    /// The value.
+    pub value: f64,
 }
 
 /// One site under one scheme.
@@ -53,11 +77,20 @@ pub struct SiteResult {
     pub max_over_median: f64,
     /// LLM.int8() outlier features (|x| ≥ 6 in ≥ 6% of tokens).
     pub int8_features: usize,
-    /// Massive activations (|x| ≥ 100 and ≥ 1000× the median |x|).
+    /// Channels holding massive activations (|x| ≥ 100 and ≥ 1000× the median |x|).
     pub massive: usize,
     /// Per channel.
     pub channels: Vec<ChannelRow>,
+    /// The massive activations themselves (at most [`MAX_HITS`] per site).
+    #[serde(default)]
+    pub massive_hits: Vec<MassiveHit>,
+    /// Pooled |x| histogram: (lower bin edge, count) for the non-empty bins.
+    #[serde(default)]
+    pub histogram: Vec<(f64, u64)>,
 }
+
+/// Massive activations kept per site, largest first.
+pub const MAX_HITS: usize = 200;
 
 /// One scheme's output.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -111,9 +144,21 @@ fn site_kind(linear: &str) -> Option<(&'static str, i64)> {
 /// Streams rotated activations into statistics, one accumulator per site.
 struct Collector {
     rotation: Rotation,
+    criteria: Criteria,
     matrices: Mutex<BTreeMap<usize, Option<Vec<f32>>>>,
-    stats: Mutex<BTreeMap<String, (String, i64, ChannelStats)>>,
+    stats: Mutex<BTreeMap<String, SiteStats>>,
     skipped: Mutex<Vec<String>>,
+}
+
+/// What is accumulated per site: moments, counts at the configured LLM.int8()
+/// threshold, and candidate massive activations (|x| at or above the massive
+/// threshold; the ratio to the median is applied once the median is known).
+struct SiteStats {
+    kind: String,
+    layer: i64,
+    moments: ChannelStats,
+    int8_counts: Vec<u64>,
+    candidates: Vec<MassiveHit>,
 }
 
 impl Collector {
@@ -149,19 +194,48 @@ impl Collector {
 
     fn record(&self, site: &str, kind: &str, layer: i64, x: &Tensor) -> Result<()> {
         let n = *x.dims().last().unwrap_or(&1);
+        // Activations are [batch, tokens, n]; a weight is [rows, n] (no sequence).
+        let positions = if x.dims().len() == 3 { x.dim(1)? } else { 0 };
         let rows = x.flatten_all()?.to_vec1::<f32>()?;
-        match self.rotate(&rows, n) {
-            Some(rotated) => {
-                let mut stats = self.stats.lock().unwrap();
-                let entry = stats
-                    .entry(site.to_string())
-                    .or_insert_with(|| (kind.to_string(), layer, ChannelStats::new(n)));
-                entry.2.push_rows(&rotated);
+        let Some(rotated) = self.rotate(&rows, n) else {
+            let mut skipped = self.skipped.lock().unwrap();
+            if !skipped.iter().any(|s| s == site) {
+                skipped.push(site.to_string());
             }
-            None => {
-                let mut skipped = self.skipped.lock().unwrap();
-                if !skipped.iter().any(|s| s == site) {
-                    skipped.push(site.to_string());
+            return Ok(());
+        };
+        let mut stats = self.stats.lock().unwrap();
+        let entry = stats.entry(site.to_string()).or_insert_with(|| SiteStats {
+            kind: kind.to_string(),
+            layer,
+            moments: ChannelStats::new(n),
+            int8_counts: vec![0; n],
+            candidates: Vec::new(),
+        });
+        entry.moments.push_rows(&rotated);
+        let (int8, massive) = (
+            self.criteria.int8_threshold,
+            self.criteria.massive_threshold,
+        );
+        for (r, row) in rotated.chunks_exact(n).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                let a = (v as f64).abs();
+                if a >= int8 {
+                    entry.int8_counts[c] += 1;
+                }
+                if a >= massive {
+                    let (sequence, position) = if positions > 0 {
+                        ((r / positions) as i64, (r % positions) as i64)
+                    } else {
+                        (-1, r as i64)
+                    };
+                    entry.candidates.push(MassiveHit {
+                        sequence,
+                        position,
+                        token: -1,
+                        channel: c as i64,
+                        value: v as f64,
+                    });
                 }
             }
         }
@@ -182,33 +256,87 @@ impl Observer for Collector {
     }
 }
 
-fn summarise(site: String, kind: String, layer: i64, stats: &ChannelStats) -> SiteResult {
+fn summarise(
+    site: String,
+    site_stats: SiteStats,
+    criteria: &Criteria,
+    seqs: &[Vec<u32>],
+) -> SiteResult {
+    let stats = &site_stats.moments;
     let pooled = stats.pooled();
     let mut maxes: Vec<f64> = stats.channels.iter().map(|m| m.absmax).collect();
     maxes.sort_by(f64::total_cmp);
     let median = maxes.get(maxes.len() / 2).cloned().unwrap_or(0.0);
+    let count = stats.channels.first().map_or(0, |m| m.count);
+    let int8_share: Vec<f64> = site_stats
+        .int8_counts
+        .iter()
+        .map(|&c| c as f64 / count.max(1) as f64)
+        .collect();
+    // Massive: at or above the threshold and the ratio to the site's median |x|.
+    let median_abs = pooled.abs_quantile(0.5);
+    let mut hits: Vec<MassiveHit> = site_stats
+        .candidates
+        .into_iter()
+        .filter(|h| h.value.abs() >= criteria.massive_ratio * median_abs)
+        .map(|mut h| {
+            if h.sequence >= 0 {
+                h.token = seqs[h.sequence as usize][h.position as usize] as i64;
+            }
+            h
+        })
+        .collect();
+    let mut massive_channels: Vec<i64> = hits.iter().map(|h| h.channel).collect();
+    massive_channels.sort();
+    massive_channels.dedup();
+    hits.sort_by(|a, b| b.value.abs().total_cmp(&a.value.abs()));
+    hits.truncate(MAX_HITS);
     SiteResult {
         site,
-        kind,
-        layer,
-        count: stats.channels.first().map_or(0, |m| m.count),
+        kind: site_stats.kind,
+        layer: site_stats.layer,
+        count,
         kurtosis: pooled.kurtosis(),
         absmax: pooled.absmax,
         max_over_median: maxes.last().cloned().unwrap_or(0.0) / median.max(f64::MIN_POSITIVE),
-        int8_features: stats.int8_outlier_features(0.06).len(),
-        massive: stats.massive_activations().len(),
+        int8_features: int8_share
+            .iter()
+            .filter(|&&s| count > 0 && s >= criteria.int8_token_share)
+            .count(),
+        massive: massive_channels.len(),
         channels: stats
             .channels
             .iter()
-            .map(|m| ChannelRow {
+            .zip(&int8_share)
+            .map(|(m, &share)| ChannelRow {
                 absmax: m.absmax,
                 mean: m.mean,
                 std: m.variance().sqrt(),
                 kurtosis: m.kurtosis(),
                 abs_q99: m.abs_quantile(0.99),
+                abs_q50: m.abs_quantile(0.5),
+                abs_q999: m.abs_quantile(0.999),
+                int8_share: share,
             })
             .collect(),
+        massive_hits: hits,
+        histogram: pooled
+            .histogram
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c > 0)
+            .map(|(b, &c)| (histogram_lower_edge(b), c))
+            .collect(),
     }
+}
+
+/// Lower edge on the |x| axis of bin `b` of [`ChannelStats`]' histogram (0 for
+/// the first bin, which also holds zeros).
+fn histogram_lower_edge(b: usize) -> f64 {
+    if b == 0 {
+        return 0.0;
+    }
+    crate::primitives::channel_stats::bin_lower_edge(b)
 }
 
 impl Plan for OutliersPlan {
@@ -235,6 +363,7 @@ impl Plan for OutliersPlan {
         let seqs = eval.sequences(&model)?;
         let collector = Collector {
             rotation: self.config.rotation(scheme),
+            criteria: self.config.criteria.clone(),
             matrices: Mutex::new(BTreeMap::new()),
             stats: Mutex::new(BTreeMap::new()),
             skipped: Mutex::new(Vec::new()),
@@ -264,7 +393,7 @@ impl Plan for OutliersPlan {
         let stats = collector.stats.into_inner().unwrap();
         let sites = stats
             .into_iter()
-            .map(|(site, (kind, layer, s))| summarise(site, kind, layer, &s))
+            .map(|(site, s)| summarise(site, s, &self.config.criteria, &seqs))
             .collect();
         Ok(serde_json::to_value(SchemeResult {
             scheme: scheme.clone(),
@@ -279,6 +408,6 @@ impl Plan for OutliersPlan {
             .iter()
             .map(|o| serde_json::from_value(o.clone()))
             .collect::<Result<_, _>>()?;
-        Ok(super::tables::build(&results))
+        Ok(super::tables::build(&results, &self.config.criteria))
     }
 }

@@ -89,7 +89,7 @@ pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<Report
                 caption: "One line per rotation scheme; a Gaussian has kurtosis 3.".into(),
             }
         };
-    let figures = vec![
+    let mut figures = vec![
         per_layer(
             &kurt,
             "kurtosis_attn_input",
@@ -134,29 +134,135 @@ pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<Report
         "int8_outlier_features",
         "massive_activations",
     ]);
+    let mut sections = vec![Section {
+        heading: "Outliers by site and scheme".into(),
+        paragraphs: vec![
+            "Sites: the input of each block's attention (shared by q, k and v), the attention \
+             output entering o_proj, the MLP input (shared by gate and up), the MLP hidden \
+             activation entering down_proj, the head input, the residual stream after each block, \
+             and each of those layers' weights by input channel. Every site's channels are \
+             multiplied by the scheme's orthogonal matrix Q before measuring (x Q for activations, \
+             W Q for weights, which is how a rotation folded into the model sees them). Statistics \
+             are streamed in mergeable accumulators; kurtosis is of all the site's values pooled. \
+             Sites whose width has no Hadamard construction are left out for that scheme."
+                .into(),
+            "Full per-channel statistics (absmax, mean, std, kurtosis, |x| quantiles 50/99/99.9%, \
+             share of values at or above the LLM.int8() threshold): tables/outlier_channels.csv."
+                .into(),
+        ],
+        tables: vec![TableView {
+            caption: "Summary per site".into(),
+            table: view,
+            max_rows: Some(60),
+            digits: 4,
+        }],
+        figures: figures.iter().map(|f| f.name.clone()).collect(),
+    }];
+    if let Ok(h) = find_table(tables, "outlier_histograms") {
+        let (figs, section) = histograms(h, &schemes)?;
+        figures.extend(figs);
+        sections.push(section);
+    }
+    let mut criteria_tables = Vec::new();
+    if let Ok(f) = find_table(tables, "outlier_features") {
+        criteria_tables.push(TableView {
+            caption: format!(
+                "LLM.int8() outlier features across layers ({} rows)",
+                f.rows()
+            ),
+            table: f.clone(),
+            max_rows: Some(40),
+            digits: 4,
+        });
+    }
+    if let Ok(m) = find_table(tables, "massive_activations") {
+        criteria_tables.push(TableView {
+            caption: format!("Massive activations, largest first ({} rows)", m.rows()),
+            table: m.clone(),
+            max_rows: Some(40),
+            digits: 4,
+        });
+    }
+    if !criteria_tables.is_empty() {
+        sections.push(Section {
+            heading: "Outlier criteria".into(),
+            paragraphs: vec![
+                "LLM.int8() outlier features (Dettmers et al. 2022): a channel whose values reach the \
+                 magnitude threshold (default 6) in at least the token share (default 6%) of \
+                 positions, in at least the layer share (default 25%) of the layers of one site kind. \
+                 Massive activations (Sun et al. 2024): single values at or above the threshold \
+                 (default 100) and at least the ratio (default 1000×) times the site's median |x|, \
+                 listed with the sequence, position and token where they occur (a weight's position \
+                 is its output row). All thresholds are set under [criteria] in the config; an empty \
+                 table means no channel or value met the criterion."
+                    .into(),
+            ],
+            tables: criteria_tables,
+            figures: Vec::new(),
+        });
+    }
     Ok(ReportContent {
         title: "Per-channel outliers before and after rotation".into(),
-        question: "Which channels of which layers are outliers, how large are they, and does rotating \
+        question:
+            "Which channels of which layers are outliers, how large are they, and does rotating \
                    the channels (Hadamard, random Hadamard, random orthogonal) remove them?"
-            .into(),
+                .into(),
         findings,
-        sections: vec![Section {
-            heading: "Outliers by site and scheme".into(),
-            paragraphs: vec![
-                "Sites: the input of each block's attention (shared by q, k and v), the attention \
-                 output entering o_proj, the MLP input (shared by gate and up), the MLP hidden \
-                 activation entering down_proj, the head input, the residual stream after each block, \
-                 and each of those layers' weights by input channel. Every site's channels are \
-                 multiplied by the scheme's orthogonal matrix Q before measuring (x Q for activations, \
-                 W Q for weights, which is how a rotation folded into the model sees them). Statistics \
-                 are streamed in mergeable accumulators; kurtosis is of all the site's values pooled. \
-                 Sites whose width has no Hadamard construction are left out for that scheme."
-                    .into(),
-                "Full per-channel statistics: tables/outlier_channels.csv.".into(),
-            ],
-            tables: vec![TableView { caption: "Summary per site".into(), table: view, max_rows: Some(60), digits: 4 }],
-            figures: figures.iter().map(|f| f.name.clone()).collect(),
-        }],
+        sections,
         figures,
     })
+}
+
+/// Per site kind, the distribution of |x| pooled over layers, one line per
+/// scheme, both axes logarithmic: heavy tails show as mass far to the right.
+fn histograms(h: &Table, schemes: &[String]) -> Result<(Vec<Figure>, Section)> {
+    let (scheme, kind) = (h.texts("scheme")?, h.texts("kind")?);
+    let (low, count) = (h.floats("abs_low")?, h.floats("count")?);
+    let mut figures = Vec::new();
+    for k in distinct(&kind) {
+        let mut series = Vec::new();
+        for s in schemes {
+            let mut bins: std::collections::BTreeMap<u64, f64> = std::collections::BTreeMap::new();
+            for i in 0..scheme.len() {
+                // Bin 0 (|x| below 2^-24, zeros included) has no place on a log axis.
+                if &scheme[i] == s && kind[i] == k && low[i] > 0.0 {
+                    *bins.entry(low[i].to_bits()).or_default() += count[i];
+                }
+            }
+            let total: f64 = bins.values().sum();
+            if total == 0.0 {
+                continue;
+            }
+            // Density per unit of log2|x| (8 bins per octave), so schemes compare.
+            let points = bins
+                .iter()
+                .map(|(edge, c)| Point::new(f64::from_bits(*edge), c / total * 8.0))
+                .collect();
+            series.push(Series {
+                name: s.clone(),
+                group: Some(s.clone()),
+                style: SeriesStyle::Line,
+                points,
+            });
+        }
+        figures.push(Figure {
+            name: format!("histogram_{k}"),
+            title: format!("Distribution of |x|, {k} (all layers pooled)"),
+            x_label: "|x| (log)".into(),
+            y_label: "density per octave of |x| (log)".into(),
+            x_scale: Scale::Log,
+            y_scale: Scale::Log,
+            y_range: None,
+            series,
+            caption: "Log-spaced bins of 1/8 octave; a Gaussian falls off steeply to the right, outliers show as a long tail."
+                .into(),
+        });
+    }
+    let section = Section {
+        heading: "Distributions of |x|".into(),
+        paragraphs: vec!["Per-site histograms: tables/outlier_histograms.csv.".into()],
+        tables: Vec::new(),
+        figures: figures.iter().map(|f| f.name.clone()).collect(),
+    };
+    Ok((figures, section))
 }

@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::methods::{WeightMethod, SCHEMES};
 use crate::experiment::config::{ConfigErrors, KeyPath};
 use crate::experiment::study::{PointDoc, Problems};
-use super::methods::{WeightMethod, SCHEMES};
 use crate::studies::eval::config::{EvalConfig, EvalData, ModelSource};
 
 /// The config as written.

@@ -126,8 +126,8 @@ impl RotationPlan {
         let seqs = eval.sequences(&model)?;
         let calibration = eval.calibration_sequences(&model, self.config.calibration_sequences)?;
         let inputs = collect_inputs(&model, &seqs)?;
-        let needs_calibration = matches!(scheme, Scheme::SmoothQuant(_))
-            || self.methods()?.iter().any(|m| m.gptq);
+        let needs_calibration =
+            matches!(scheme, Scheme::SmoothQuant(_)) || self.methods()?.iter().any(|m| m.gptq);
         let calib_inputs = if needs_calibration {
             collect_inputs(&model, &calibration)?
         } else {

@@ -122,20 +122,19 @@ fn model_part(model: &Table) -> Result<(Vec<String>, Vec<Figure>, Section)> {
         let at: Vec<usize> = (0..rows)
             .filter(|&i| &weights[i] == w && abits[i] == *a && kv[i] == *k)
             .collect();
-        let Some(&best) = at
-            .iter()
-            .min_by(|&&x, &&y| kl[x].total_cmp(&kl[y]))
-        else {
+        let Some(&best) = at.iter().min_by(|&&x, &&y| kl[x].total_cmp(&kl[y])) else {
             continue;
         };
-        let kv_text = if *k >= 16.0 { String::new() } else { format!("KV{k}") };
+        let kv_text = if *k >= 16.0 {
+            String::new()
+        } else {
+            format!("KV{k}")
+        };
         let base = at.iter().find(|&&i| scheme[i] == "none");
         let versus = match base {
-            Some(&b) if b != best => format!(
-                " (none: KL {}, perplexity {:.2})",
-                sig(kl[b]),
-                ppl[b]
-            ),
+            Some(&b) if b != best => {
+                format!(" (none: KL {}, perplexity {:.2})", sig(kl[b]), ppl[b])
+            }
             _ => String::new(),
         };
         findings.push(format!(
@@ -185,8 +184,14 @@ fn model_part(model: &Table) -> Result<(Vec<String>, Vec<Figure>, Section)> {
     let mut figures = Vec::new();
     for family in &families {
         let label = family_label(family);
-        let stem = family.trim_start_matches("w_").replace(|c: char| !c.is_ascii_alphanumeric(), "");
-        let stem = if stem.is_empty() { "rtn".to_string() } else { stem };
+        let stem = family
+            .trim_start_matches("w_")
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "");
+        let stem = if stem.is_empty() {
+            "rtn".to_string()
+        } else {
+            stem
+        };
         figures.push(Figure {
             name: format!("perplexity_vs_weight_bits_{stem}"),
             title: format!("Perplexity against weight bits, {label} (A16, KV16)"),
@@ -304,7 +309,8 @@ fn model_part(model: &Table) -> Result<(Vec<String>, Vec<Figure>, Section)> {
         heading: "Whole model".into(),
         paragraphs,
         tables: vec![TableView {
-            caption: "Whole-model quality per setting (tables/rotation_model.csv has the rest)".into(),
+            caption: "Whole-model quality per setting (tables/rotation_model.csv has the rest)"
+                .into(),
             table: view,
             max_rows: Some(200),
             digits: 4,

@@ -61,9 +61,7 @@ pub fn layer_tables(results: &[SchemeLayers]) -> Vec<Table> {
             [
                 n,
                 mean(|x| x.sqnr_db),
-                rows.iter()
-                    .map(|x| x.sqnr_db)
-                    .fold(f64::INFINITY, f64::min),
+                rows.iter().map(|x| x.sqnr_db).fold(f64::INFINITY, f64::min),
                 mean(|x| x.weight_rel_error),
                 mean(|x| x.activation_rel_error),
             ]
@@ -103,7 +101,11 @@ pub fn model_table(config: &RotationConfig, results: &[SchemeModel]) -> Table {
     if let Some(first) = table.columns.first_mut() {
         first.0 = "scheme".into();
     }
-    table.columns.insert(2, ("activation_bits".into(), ints(&bits, |b| b.0)));
-    table.columns.insert(3, ("kv_bits".into(), ints(&bits, |b| b.1)));
+    table
+        .columns
+        .insert(2, ("activation_bits".into(), ints(&bits, |b| b.0)));
+    table
+        .columns
+        .insert(3, ("kv_bits".into(), ints(&bits, |b| b.1)));
     table.with("applied", strs(&applied, |a| a.clone()))
 }

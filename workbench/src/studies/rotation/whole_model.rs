@@ -66,14 +66,26 @@ impl RotationPlan {
                     c.dim
                 )];
                 parts.push(if done.mlp_hidden {
-                    format!("MLP hidden rotated online before down_proj (order {})", c.hidden_dim)
+                    format!(
+                        "MLP hidden rotated online before down_proj (order {})",
+                        c.hidden_dim
+                    )
                 } else {
-                    format!("MLP hidden not rotated (no construction of order {})", c.hidden_dim)
+                    format!(
+                        "MLP hidden not rotated (no construction of order {})",
+                        c.hidden_dim
+                    )
                 });
                 parts.push(if done.value_heads {
-                    format!("values and attention outputs rotated per head (order {})", c.head_dim)
+                    format!(
+                        "values and attention outputs rotated per head (order {})",
+                        c.head_dim
+                    )
                 } else {
-                    format!("values not rotated (no construction of order {})", c.head_dim)
+                    format!(
+                        "values not rotated (no construction of order {})",
+                        c.head_dim
+                    )
                 });
                 let key_rotation = rotation_tensor(rotation, c.head_dim)?;
                 if key_rotation.is_some() && self.config.kv_bits.iter().any(|&b| b < 16) {
