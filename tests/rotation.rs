@@ -133,3 +133,40 @@ fn check_layers(out: &std::path::Path) {
             > get("none", "w4", "16", "mean_weight_rel_error")
     );
 }
+
+#[test]
+fn bad_rotation_configs_name_the_key() {
+    let Some(data) = common::mirror() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    for (line, key) in [
+        (
+            "activation_granularity = \"channel\"",
+            "activation_granularity",
+        ),
+        ("activation_clip_ratio = 0.0", "activation_clip_ratio"),
+        ("kv_bits = [1]", "kv_bits[0]"),
+        ("smoothquant_alpha = 1.5", "smoothquant_alpha"),
+        ("gptq_damp = -1.0", "gptq_damp"),
+        ("calibration_sequences = 0", "calibration_sequences"),
+        ("kv_group = 0", "kv_group"),
+    ] {
+        let cfg = dir.path().join("bad.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "kind = \"rotation\"\nrotations = [\"none\", \"smoothquant\"]\nweights = [\"w4gptq\"]\n{line}\n\
+                 [model]\ncheckpoint = \"stories260K\"\n"
+            ),
+        )
+        .unwrap();
+        let o = common::workbench(&data)
+            .args(["run", cfg.to_str().unwrap(), "--quiet"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(key) && err.contains("bad.toml"),
+            "{line}: {err}"
+        );
+    }
+}

@@ -31,6 +31,13 @@ pub struct RotationConfig {
     /// Activation bits per token (16 = not quantized).
     #[serde(default = "default_activation_bits")]
     pub activation_bits: Vec<u8>,
+    /// Activation scales per `token` (dynamic, one per row) or per `tensor`
+    /// (dynamic, one per call).
+    #[serde(default = "default_granularity")]
+    pub activation_granularity: String,
+    /// Fraction of the absmax kept by the activation quantizer, in (0, 1].
+    #[serde(default = "default_clip")]
+    pub activation_clip_ratio: f64,
     /// KV-cache bits (16 = not quantized); whole-model only.
     #[serde(default = "default_kv_bits")]
     pub kv_bits: Vec<u8>,
@@ -50,6 +57,14 @@ pub struct RotationConfig {
     /// Also quantize the whole model and measure perplexity, KL and acceptance.
     #[serde(default = "default_true")]
     pub whole_model: bool,
+}
+
+fn default_granularity() -> String {
+    "token".into()
+}
+
+fn default_clip() -> f64 {
+    1.0
 }
 
 fn default_kv_bits() -> Vec<u8> {
@@ -132,6 +147,24 @@ impl RotationConfig {
                     format!("{b} bits; expected 2 to 8, or 16 for none"),
                 );
             }
+        }
+        if !["token", "tensor"].contains(&config.activation_granularity.as_str()) {
+            problems.add(
+                &root.key("activation_granularity"),
+                format!(
+                    "`{}`; expected \"token\" or \"tensor\"",
+                    config.activation_granularity
+                ),
+            );
+        }
+        if !(config.activation_clip_ratio > 0.0 && config.activation_clip_ratio <= 1.0) {
+            problems.add(
+                &root.key("activation_clip_ratio"),
+                format!(
+                    "{}; expected a ratio in (0, 1]",
+                    config.activation_clip_ratio
+                ),
+            );
         }
         if config.kv_group == Some(0) {
             problems.add(&root.key("kv_group"), "expected a positive group size");

@@ -213,7 +213,8 @@ impl RotationPlan {
                     let xq = if bits >= 16 {
                         xr.clone()
                     } else {
-                        let v = per_token(bits)
+                        let v = self
+                            .activation_quantizer(bits)
                             .fake_quantize(&xr_values, tokens, n)
                             .map_err(anyhow::Error::msg)?;
                         Tensor::from_vec(v, (tokens, n), &Device::Cpu)?
@@ -251,12 +252,14 @@ impl RotationPlan {
     }
 }
 
-/// Dynamic per-token symmetric activation quantization with `bits` bits.
-pub(super) fn per_token(bits: u8) -> ActivationQuantizer {
-    ActivationQuantizer {
-        bits,
-        per_token: true,
-        clip_ratio: 1.0,
-        static_scale: None,
+impl RotationPlan {
+    /// The configured dynamic symmetric activation quantizer with `bits` bits.
+    pub(super) fn activation_quantizer(&self, bits: u8) -> ActivationQuantizer {
+        ActivationQuantizer {
+            bits,
+            per_token: self.config.activation_granularity == "token",
+            clip_ratio: self.config.activation_clip_ratio as f32,
+            static_scale: None,
+        }
     }
 }

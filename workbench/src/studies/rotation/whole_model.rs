@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::layers::{collect_inputs, column_absmax, per_token};
+use super::layers::{collect_inputs, column_absmax};
 use super::methods::Scheme;
 use super::RotationPlan;
 use crate::model::kv_quant::KvQuant;
@@ -122,8 +122,9 @@ impl RotationPlan {
                 if abits < 16 {
                     for linear in model.linears_mut() {
                         let mut config = linear.config().clone();
-                        config.activation_quantizer =
-                            Some(Arc::new(QuantizeActivation(per_token(abits))));
+                        config.activation_quantizer = Some(Arc::new(QuantizeActivation(
+                            self.activation_quantizer(abits),
+                        )));
                         linear.configure(config)?;
                     }
                 }
