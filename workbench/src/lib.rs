@@ -9,6 +9,7 @@ pub mod experiment;
 pub mod model;
 pub mod primitives;
 pub mod results;
+pub mod speculative;
 pub mod studies;
 pub mod text;
 pub mod train;
