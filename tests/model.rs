@@ -475,6 +475,15 @@ fn differentiable_forward_matches_the_fused_one_and_has_gradients() {
     );
 }
 
+/// The model's logits on `seq` from an empty cache, in f64 for comparisons.
+fn reference_logits(model: &Model, seq: &[u32]) -> Vec<Vec<f64>> {
+    let n = model.config.n_layers;
+    logits_of(model, seq, &mut KvCache::new(n), None)
+        .iter()
+        .map(|r| r.iter().map(|&v| v as f64).collect())
+        .collect()
+}
+
 #[test]
 fn a_rotated_model_computes_the_same_logits() {
     use workbench::model::rotate::{fold_norms, rotate_model};
@@ -483,11 +492,7 @@ fn a_rotated_model_computes_the_same_logits() {
     let reference = load(&path);
     let seq = tokens(12, 512, 21);
     let n = reference.config.n_layers;
-    let expected = logits_of(&reference, &seq, &mut KvCache::new(n), None);
-    let expected64: Vec<Vec<f64>> = expected
-        .iter()
-        .map(|r| r.iter().map(|&v| v as f64).collect())
-        .collect();
+    let expected64 = reference_logits(&reference, &seq);
     let mut folded_model = load(&path);
     fold_norms(&mut folded_model).unwrap();
     let folded = logits_of(&folded_model, &seq, &mut KvCache::new(n), None);
@@ -535,11 +540,7 @@ fn smoothing_and_key_rotation_leave_logits_unchanged_and_kv_quantization_costs()
     let reference = load(&path);
     let seq = tokens(16, 512, 5);
     let n = reference.config.n_layers;
-    let expected = logits_of(&reference, &seq, &mut KvCache::new(n), None);
-    let expected64: Vec<Vec<f64>> = expected
-        .iter()
-        .map(|r| r.iter().map(|&v| v as f64).collect())
-        .collect();
+    let expected64 = reference_logits(&reference, &seq);
     // SmoothQuant scaling with arbitrary positive scales is exact.
     let mut smoothed = load(&path);
     for linear in smoothed.linears_mut() {

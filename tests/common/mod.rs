@@ -52,3 +52,13 @@ pub fn run_config(dir: &Path, data: &Path, name: &str, config_text: &str) -> Pat
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     out
 }
+
+/// Runs `workbench run` on a config that must be rejected; returns its stderr.
+pub fn rejected_config(data: &Path, config: &Path) -> String {
+    let o = workbench(data)
+        .args(["run", config.to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{} was accepted", config.display());
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
