@@ -53,6 +53,11 @@ pub enum SeriesStyle {
     LineMarkers,
     /// Vertical bars from zero (distributions over a small categorical axis).
     Bars,
+    /// One row of a heat map: each point is a cell centred on `x` whose colour shows
+    /// `y`. A figure whose series are all `Cells` is drawn as a heat map (one row per
+    /// series, top to bottom, labelled with the series name; the y axis becomes a
+    /// colour bar); `Cells` cannot be mixed with other styles in one figure.
+    Cells,
 }
 
 /// One point; `y_low`/`y_high` give an error bar (e.g. a 95% confidence interval).

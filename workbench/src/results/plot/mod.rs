@@ -16,16 +16,33 @@
 //!   appearance; marker shapes cycle with the groups too;
 //! - a legend right of the plot with one row per distinct series name (rows of
 //!   series sharing a name merge their styles and take the first one's colour);
-//!   series with an empty name are left out; very long names are cut with "…".
+//!   series with an empty name are left out; very long names are cut with "…";
+//! - heat maps, for figures whose series are all
+//!   [`SeriesStyle::Cells`](crate::experiment::outputs::SeriesStyle::Cells): one row
+//!   per series, the first at the top, labelled on the left with the series name
+//!   (cut with "…" when long; only every 2nd, 5th, 10th… row when rows are too thin
+//!   for text). Each point is a cell centred on its x, as wide as the smallest
+//!   spacing between x values in the figure, coloured by its y through viridis (a
+//!   perceptually uniform sequential colormap), linearly or by `log10` following
+//!   `y_scale`; on a log scale, cells with a non-positive value are grey and the
+//!   colour bar explains the grey. The colour range is `y_range`, else the data's
+//!   minimum to maximum; values outside it take the end colours; `y_low`/`y_high`
+//!   are ignored. A colour bar with ticks and `y_label` replaces the legend; the x
+//!   axis is as in other figures and spans exactly the cells. Cells wider (rows
+//!   taller) than a few pixels are separated by thin white gaps; narrower ones
+//!   touch, and where several share a pixel the largest value shows, so that a lone
+//!   outlier column stays visible among a thousand. Rows may be empty. Mixing
+//!   `Cells` with other styles in one figure is an error.
 //!
 //! Points and ranges outside the visible area are clipped, never squashed onto
 //! the frame. On a log axis, points with a non-positive coordinate are skipped
 //! (a line breaks there) and error bars reaching below zero run to the frame.
 //!
-//! A figure with no series, or none with a drawable point, renders as empty axes
-//! with the title and a "no data" note. Errors (non-finite coordinates or error-bar
-//! bounds, an error bar with `y_low > y_high`, an invalid `y_range`, data too wide
-//! to draw on a linear axis, an unwritable path) are returned, never panicked on.
+//! A figure with no series, or none with a drawable point (a heat map without
+//! cells), renders as empty axes with the title and a "no data" note. Errors
+//! (non-finite coordinates or error-bar bounds, an error bar with `y_low > y_high`,
+//! an invalid `y_range`, data too wide to draw on a linear axis, `Cells` mixed with
+//! other styles, an unwritable path) are returned, never panicked on.
 //! The same figure always produces the same SVG text (and the same PNG bytes).
 //!
 //! Text uses DejaVu Sans embedded in the binary (see `font.rs`), so no system fonts
@@ -405,5 +422,143 @@ mod tests {
         let left: Vec<_> = std::fs::read_dir(dir.0.join("new/dir")).unwrap().collect();
         assert_eq!(left.len(), 1);
         assert!(render_svg_with_size(&fig, (10, 10)).is_err());
+    }
+
+    /// A heat map of `rows` rows ("layer 0", …) by `cols` channels whose values
+    /// rise along the rows and down the layers, with one outlier channel.
+    fn heat_map(rows: usize, cols: usize, y_scale: Scale) -> Figure {
+        let series = (0..rows)
+            .map(|r| {
+                let points = (0..cols)
+                    .map(|c| {
+                        let v = 0.05 + (c as f64 / cols as f64) * (1.0 + r as f64 * 0.2);
+                        let v = if c == cols / 3 { v * 8.0 } else { v };
+                        Point::new(c as f64, v)
+                    })
+                    .collect();
+                series(&format!("layer {r}"), None, SeriesStyle::Cells, points)
+            })
+            .collect();
+        let mut fig = figure(
+            &format!("Activation magnitude, {rows} layers x {cols} channels"),
+            Scale::Linear,
+            y_scale,
+            series,
+        );
+        fig.x_label = "channel".to_string();
+        fig.y_label = "mean |activation|".to_string();
+        fig
+    }
+
+    #[test]
+    fn heat_map_renders_to_png_and_svg() {
+        let dir = TempDir::new("heat");
+        for (rows, cols) in [(8, 64), (4, 512), (2, 1000)] {
+            let fig = heat_map(rows, cols, Scale::Linear);
+            let path = dir.0.join(format!("heat_{rows}x{cols}.png"));
+            render_png(&fig, &path).unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+            assert!(bytes.len() > 1000, "PNG is suspiciously small");
+
+            let svg = render_svg(&fig).unwrap();
+            assert!(svg.contains(&fig.title));
+            for s in &fig.series {
+                assert!(svg.contains(&s.name), "SVG lacks row label {:?}", s.name);
+            }
+            assert!(svg.contains("channel") && svg.contains("mean |activation|"));
+            assert!(!svg.contains("no data"));
+            // The lowest and highest values take the ends of the colour scale.
+            assert!(
+                svg.contains("#440154") && svg.contains("#FDE725"),
+                "{rows}x{cols}"
+            );
+            // Cells are drawn per run of pixels, not per cell: at most one
+            // rectangle per pixel column and row (plus the colour bar's).
+            let rects = svg.matches("<rect").count();
+            assert!(
+                rects <= rows * 800 + 700,
+                "{rects} rectangles for {rows}x{cols}"
+            );
+        }
+        // A single cell takes the middle colour of a scale widened around it.
+        let svg = render_svg(&heat_map(1, 1, Scale::Log)).unwrap();
+        assert!(svg.contains("layer 0") && !svg.contains("no data"));
+        // Identical bytes on every rendering.
+        let fig = heat_map(8, 64, Scale::Linear);
+        assert_eq!(render_svg(&fig).unwrap(), render_svg(&fig).unwrap());
+        let (a, b) = (dir.0.join("a.png"), dir.0.join("b.png"));
+        render_png(&fig, &a).unwrap();
+        render_png(&fig, &b).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        // Small canvases still fit, thin rows get every other label at most.
+        let many = heat_map(120, 16, Scale::Linear);
+        let svg = render_svg_with_size(&many, (300, 200)).unwrap();
+        assert!(svg.contains("layer 0") && !svg.contains("layer 119"));
+        render_png_with_size(&many, &dir.0.join("small.png"), (300, 200)).unwrap();
+    }
+
+    #[test]
+    fn heat_map_log_scale_ranges_and_empty_rows() {
+        // Non-positive values on a log scale are grey, and the colour bar says so.
+        let mut fig = heat_map(3, 10, Scale::Log);
+        fig.series[1].points[4].y = 0.0;
+        fig.series[2].points[7].y = -1.5;
+        let svg = render_svg(&fig).unwrap();
+        assert!(svg.contains("≤ 0") && svg.contains("#B4B4B4"), "{svg}");
+        render_png(&fig, &TempDir::new("heatlog").0.join("log.png")).unwrap();
+        let positive = render_svg(&heat_map(3, 10, Scale::Log)).unwrap();
+        assert!(!positive.contains("≤ 0"));
+
+        // A fixed range clamps values outside it to the end colours.
+        let mut fig = heat_map(2, 10, Scale::Linear);
+        fig.y_range = Some((0.5, 0.6));
+        assert!(render_svg(&fig).unwrap().contains("#FDE725"));
+        fig.y_range = Some((0.0, 1.0));
+        fig.y_scale = Scale::Log;
+        assert!(render_svg(&fig).is_err());
+
+        // Empty rows keep their label; a map without any cell says "no data".
+        let mut fig = heat_map(3, 10, Scale::Linear);
+        fig.series[1].points.clear();
+        let svg = render_svg(&fig).unwrap();
+        assert!(svg.contains("layer 1") && !svg.contains("no data"));
+        for s in &mut fig.series {
+            s.points.clear();
+        }
+        let svg = render_svg(&fig).unwrap();
+        assert!(svg.contains("layer 2") && svg.contains("no data"));
+
+        // All values equal, and long names cut with an ellipsis.
+        let mut fig = heat_map(2, 5, Scale::Linear);
+        for p in fig.series.iter_mut().flat_map(|s| &mut s.points) {
+            p.y = 3.0;
+        }
+        fig.series[0].name = "model.layers.17.self_attn.o_proj ".repeat(4);
+        let svg = render_svg(&fig).unwrap();
+        assert!(svg.contains("model.layers.17") && svg.contains('…'));
+        assert!(!svg.contains(&fig.series[0].name));
+    }
+
+    #[test]
+    fn invalid_heat_maps_are_errors() {
+        let mut fig = heat_map(2, 4, Scale::Linear);
+        fig.series.push(series(
+            "a line",
+            None,
+            SeriesStyle::Line,
+            vec![Point::new(0.0, 1.0)],
+        ));
+        let err = format!("{:#}", render_svg(&fig).unwrap_err());
+        assert!(err.contains("mixes heat-map rows"), "{err}");
+        assert!(render_png(&fig, &TempDir::new("heatbad").0.join("mixed.png")).is_err());
+        for bad in [f64::NAN, f64::INFINITY] {
+            let mut fig = heat_map(2, 4, Scale::Linear);
+            fig.series[1].points[2].y = bad;
+            assert!(render_svg(&fig).is_err());
+            let mut fig = heat_map(2, 4, Scale::Linear);
+            fig.series[0].points[0].x = bad;
+            assert!(render_svg(&fig).is_err());
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Drawing a [`Plan`] onto any plotters backend ([`Plan::draw`]): background, title,
 //! plotters' mesh and our frame, tick and axis labels, then the series (see
-//! `marks.rs`), the "no data" note and the legend (see `legend.rs`).
+//! `marks.rs`) or the heat map (see `heat.rs`), the "no data" note and the legend
+//! (see `legend.rs`).
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -50,14 +51,16 @@ impl Plan {
 
         // plotters draws grid, axes and tick marks; its labels are invisible and
         // the real ones are drawn below, so that all text goes through one path.
-        chart
-            .configure_mesh()
-            .label_style(font(self.tick_px, false).color(&TRANSPARENT))
+        // A heat map's cells cover the plot, so it gets tick marks but no grid.
+        let mut mesh = chart.configure_mesh();
+        mesh.label_style(font(self.tick_px, false).color(&TRANSPARENT))
             .axis_style(AXIS)
             .bold_line_style(GRID)
-            .light_line_style(GRID_LIGHT)
-            .draw()
-            .map_err(drawing)?;
+            .light_line_style(GRID_LIGHT);
+        if self.heat.is_some() {
+            mesh.disable_mesh();
+        }
+        mesh.draw().map_err(drawing)?;
 
         // The frame: plotters draws the left and bottom axes only.
         let (px_range, py_range) = chart.plotting_area().get_pixel_range();
@@ -88,7 +91,9 @@ impl Plan {
             let (x, _) = ipx(to_px(*t, self.y_span.lo));
             text(label, &below, (x, py_range.end + label_dist))?;
         }
-        let left_of = tick_font.pos(Pos::new(HPos::Right, VPos::Center));
+        let left_of = font(self.y_tick_px, false)
+            .color(&TEXT)
+            .pos(Pos::new(HPos::Right, VPos::Center));
         for (t, label) in &self.y_ticks.major {
             let (_, y) = ipx(to_px(self.x_span.lo, *t));
             text(label, &left_of, (px_range.start - label_dist, y))?;
@@ -107,7 +112,8 @@ impl Plan {
                 (cx, py_range.end + self.x_area as i32),
             )?;
         }
-        if !self.y_desc.text.is_empty() {
+        // A heat map's y label describes its colour bar and is drawn there.
+        if !self.y_desc.text.is_empty() && self.heat.is_none() {
             let style = font(self.y_desc.px, false)
                 .transform(FontTransform::Rotate270)
                 .color(&TEXT)
@@ -121,6 +127,10 @@ impl Plan {
 
         for s in &self.series {
             self.draw_series(root, s, &to_px, raster)?;
+        }
+        if let Some(heat) = &self.heat {
+            let ranges = (px_range.clone(), py_range.clone());
+            self.draw_heat(root, heat, &to_px, ranges, raster)?;
         }
 
         if self.no_data {

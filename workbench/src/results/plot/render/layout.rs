@@ -1,12 +1,14 @@
-//! Layout: [`Plan::new`] validates a figure, prepares its series and legend, sizes
-//! its text to the canvas, measures the areas around the plot and chooses the
-//! ticks. Also the font and text measuring that layout and drawing share.
+//! Layout: [`Plan::new`] validates a figure, prepares its series and legend (or a
+//! heat map's rows and colour bar, see `heat.rs`), sizes its text to the canvas,
+//! measures the areas around the plot and chooses the ticks. Also the font and
+//! text measuring that layout and drawing share.
 
 use anyhow::ensure;
 use plotters::prelude::*;
 
-use super::super::axis;
+use super::super::axis::{self, Span};
 use super::super::font::FAMILY;
+use super::heat::{self, HeatMap};
 use super::validate::validate;
 use super::{legend, series, Plan, Text};
 use super::{MARGIN_BOTTOM, MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, TICK_LABEL_DIST};
@@ -70,11 +72,31 @@ impl Plan {
         let (title_px, desc_px, tick_px) = (even(TITLE_PX), even(DESC_PX), even(TICK_PX));
         let (legend_max_px, note_px) = (even(LEGEND_PX), even(NOTE_PX));
 
-        let series = series::plot_series(fig);
-        let no_data = series.iter().all(|s| s.runs.is_empty());
-        let (x_span, y_span) = series::fit_spans(fig, &series, no_data)?;
+        // A heat map has rows and a colour bar instead of series and a legend.
+        let mut heat = if heat::is_heat_map(fig) {
+            Some(HeatMap::new(fig)?)
+        } else {
+            None
+        };
+        let series = match heat {
+            Some(_) => Vec::new(),
+            None => series::plot_series(fig),
+        };
+        let no_data = match &heat {
+            Some(hm) => hm.is_empty(),
+            None => series.iter().all(|s| s.runs.is_empty()),
+        };
+        let (x_span, y_span) = match &heat {
+            Some(hm) => (
+                hm.x_span,
+                Span {
+                    lo: 0.0,
+                    hi: hm.names.len() as f64,
+                },
+            ),
+            None => series::fit_spans(fig, &series, no_data)?,
+        };
         let legend = legend::entries(fig, &series);
-        let (legend_px, legend_w) = legend::size(&legend, size, legend_max_px)?;
 
         let title = fit(&fig.title, title_px, true, w.saturating_sub(40))?;
         let title_band = if title.text.is_empty() {
@@ -82,11 +104,21 @@ impl Plan {
         } else {
             measure(&title.text, title.px, true)?.1 + 24
         };
-
-        let chart_w = w - legend_w;
         let chart_h = h - title_band;
-        let x_desc = fit(&fig.x_label, desc_px, false, chart_w.saturating_sub(120))?;
         let y_desc = fit(&fig.y_label, desc_px, false, chart_h.saturating_sub(100))?;
+
+        let (legend_px, legend_w) = match &mut heat {
+            Some(hm) => {
+                let bar_h = chart_h.saturating_sub(80);
+                (
+                    legend_max_px,
+                    hm.lay_out_bar(fig.y_scale, bar_h, tick_px, &y_desc)?,
+                )
+            }
+            None => legend::size(&legend, size, legend_max_px)?,
+        };
+        let chart_w = w.saturating_sub(legend_w);
+        let x_desc = fit(&fig.x_label, desc_px, false, chart_w.saturating_sub(120))?;
         let tick_h = measure("0123456789", tick_px, false)?.1;
         let desc_h = |d: &Text| -> anyhow::Result<u32> {
             Ok(if d.text.is_empty() {
@@ -99,13 +131,26 @@ impl Plan {
         let plot_h = chart_h.saturating_sub(MARGIN_TOP + MARGIN_BOTTOM + x_area);
         ensure!(plot_h >= 60, "figure is too small for its text");
 
-        let max_y_ticks = (plot_h / 60).clamp(3, 9) as usize;
-        let y_ticks = axis::ticks(fig.y_scale, y_span, max_y_ticks, false);
-        let mut y_label_w = 0;
-        for (_, l) in &y_ticks.major {
-            y_label_w = y_label_w.max(measure(l, tick_px, false)?.0);
-        }
-        let y_area = TICK_LABEL_DIST + y_label_w + 8 + desc_h(&y_desc)?;
+        let (y_ticks, y_tick_px, y_area) = match &heat {
+            Some(hm) => {
+                // Row labels take the y axis; the y label goes with the colour bar.
+                let (ticks, px, label_w) = heat::row_ticks(&hm.names, plot_h, tick_px, w / 5)?;
+                (ticks, px, TICK_LABEL_DIST + label_w + 8)
+            }
+            None => {
+                let max_y_ticks = (plot_h / 60).clamp(3, 9) as usize;
+                let ticks = axis::ticks(fig.y_scale, y_span, max_y_ticks, false);
+                let mut label_w = 0;
+                for (_, l) in &ticks.major {
+                    label_w = label_w.max(measure(l, tick_px, false)?.0);
+                }
+                (
+                    ticks,
+                    tick_px,
+                    TICK_LABEL_DIST + label_w + 8 + desc_h(&y_desc)?,
+                )
+            }
+        };
         let plot_w = chart_w.saturating_sub(MARGIN_LEFT + MARGIN_RIGHT + y_area);
         ensure!(plot_w >= 60, "figure is too small for its text and legend");
 
@@ -134,6 +179,7 @@ impl Plan {
             x_desc,
             y_desc,
             tick_px,
+            y_tick_px,
             note_px,
             marker_r: (MARKER_R * k).round().max(2.0) as i32,
             x_span,
@@ -152,6 +198,7 @@ impl Plan {
                 Scale::Linear => y_span.clamp(0.0),
                 Scale::Log => y_span.lo,
             },
+            heat,
         })
     }
 }

@@ -162,7 +162,7 @@ impl Plan {
 }
 
 /// `text`, cut with an ellipsis to fit `max_w` pixels at size `px`.
-fn ellipsize(text: &str, px: f64, max_w: u32) -> anyhow::Result<String> {
+pub(super) fn ellipsize(text: &str, px: f64, max_w: u32) -> anyhow::Result<String> {
     if measure(text, px, false)?.0 <= max_w {
         return Ok(text.to_string());
     }

@@ -17,10 +17,15 @@
 //! - `legend.rs`: legend rows, the legend's size, and drawing it;
 //! - `geometry.rs`: the plotters coordinate, clipping to the view, pixel rounding;
 //! - `draw.rs`: [`Plan::draw`], the backend-generic entry point;
-//! - `marks.rs`: drawing a series' bars, lines, error bars and markers.
+//! - `marks.rs`: drawing a series' bars, lines, error bars and markers;
+//! - `heat.rs`: heat maps (figures of `Cells` series): their cells, row labels
+//!   and colour bar;
+//! - `colormap.rs`: the heat maps' colour scale.
 
+mod colormap;
 mod draw;
 mod geometry;
+mod heat;
 mod layout;
 mod legend;
 mod marks;
@@ -104,6 +109,9 @@ pub(crate) struct Plan {
     x_desc: Text,
     y_desc: Text,
     tick_px: f64,
+    /// Font size of the y tick labels: `tick_px`, or smaller for a heat map's row
+    /// labels when rows are thin.
+    y_tick_px: f64,
     note_px: f64,
     marker_r: i32,
     x_span: Span,
@@ -121,6 +129,10 @@ pub(crate) struct Plan {
     /// Where bars start: 0 on a linear y axis (clamped into view), the bottom of
     /// the frame on a log one.
     bar_base: f64,
+    /// The heat map, when the figure is one: then `series` and `legend` are
+    /// empty, the y axis counts rows (`y_ticks` label them) and `legend_w` is the
+    /// colour bar's width.
+    heat: Option<heat::HeatMap>,
 }
 
 /// Chart margins inside the area left of the legend and under the title.

@@ -3,10 +3,26 @@
 
 use anyhow::ensure;
 
-use crate::experiment::outputs::{Figure, Scale};
+use crate::experiment::outputs::{Figure, Scale, SeriesStyle};
 
-/// Checks for values that cannot be drawn.
+/// Checks for values that cannot be drawn, and for heat-map rows mixed with other
+/// series.
 pub(super) fn validate(fig: &Figure) -> anyhow::Result<()> {
+    let first = |cells: bool| {
+        fig.series
+            .iter()
+            .position(|s| (s.style == SeriesStyle::Cells) == cells)
+    };
+    if let (Some(c), Some(o)) = (first(true), first(false)) {
+        anyhow::bail!(
+            "figure {:?} mixes heat-map rows with other series: series {c} ({:?}) is Cells \
+             but series {o} ({:?}) is {:?}; a heat map needs every series to be Cells",
+            fig.name,
+            fig.series[c].name,
+            fig.series[o].name,
+            fig.series[o].style
+        );
+    }
     for (i, s) in fig.series.iter().enumerate() {
         for (j, p) in s.points.iter().enumerate() {
             let at = || {
