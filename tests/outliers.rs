@@ -41,6 +41,11 @@ fn rotations_flatten_stories260k_outliers() {
     assert!(out.join("tables/outlier_channels.parquet").is_file());
     assert!(out.join("plots/kurtosis_mlp_hidden.png").is_file());
     assert!(out.join("plots/histogram_mlp_hidden.png").is_file());
+    for scheme in ["none", "hadamard"] {
+        let map = out.join(format!("plots/absmax_map_mlp_hidden_{scheme}.svg"));
+        let svg = std::fs::read_to_string(&map).unwrap();
+        assert!(svg.contains("layer 4"), "{} lacks its rows", map.display());
+    }
     for t in [
         "outlier_features",
         "massive_activations",

@@ -158,6 +158,11 @@ pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<Report
         }],
         figures: figures.iter().map(|f| f.name.clone()).collect(),
     }];
+    if let Ok(c) = find_table(tables, "outlier_channels") {
+        let (figs, section) = heat_maps(c, &schemes)?;
+        figures.extend(figs);
+        sections.push(section);
+    }
     if let Ok(h) = find_table(tables, "outlier_histograms") {
         let (figs, section) = histograms(h, &schemes)?;
         figures.extend(figs);
@@ -211,6 +216,89 @@ pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<Report
         sections,
         figures,
     })
+}
+
+/// Layer × channel absmax maps per site kind and scheme, on one log colour
+/// scale per kind so that schemes compare.
+fn heat_maps(c: &Table, schemes: &[String]) -> Result<(Vec<Figure>, Section)> {
+    let (scheme, kind) = (c.texts("scheme")?, c.texts("kind")?);
+    let (layer, channel, absmax) = (
+        c.floats("layer")?,
+        c.floats("channel")?,
+        c.floats("absmax")?,
+    );
+    let mut figures = Vec::new();
+    for k in ["residual", "attn_input", "mlp_hidden", "attn_output"] {
+        let rows: Vec<usize> = (0..scheme.len()).filter(|&i| kind[i] == k).collect();
+        let positive: Vec<f64> = rows
+            .iter()
+            .map(|&i| absmax[i])
+            .filter(|&v| v > 0.0)
+            .collect();
+        if positive.is_empty() {
+            continue;
+        }
+        let range = (
+            positive.iter().cloned().fold(f64::INFINITY, f64::min),
+            positive.iter().cloned().fold(0.0, f64::max),
+        );
+        for s in schemes {
+            let mut layers = distinct(
+                &rows
+                    .iter()
+                    .filter(|&&i| &scheme[i] == s)
+                    .map(|&i| layer[i] as i64)
+                    .collect::<Vec<_>>(),
+            );
+            layers.sort();
+            if layers.is_empty() {
+                continue;
+            }
+            let series = layers
+                .iter()
+                .map(|&l| Series {
+                    name: if l < 0 {
+                        "head".into()
+                    } else {
+                        format!("layer {l}")
+                    },
+                    group: None,
+                    style: SeriesStyle::Cells,
+                    points: rows
+                        .iter()
+                        .filter(|&&i| &scheme[i] == s && layer[i] as i64 == l)
+                        .map(|&i| Point::new(channel[i], absmax[i]))
+                        .collect(),
+                })
+                .collect();
+            figures.push(Figure {
+                name: format!("absmax_map_{k}_{s}"),
+                title: format!("Channel absmax, {k}, {s}"),
+                x_label: "channel".into(),
+                y_label: "absmax |x| (log colour)".into(),
+                x_scale: Scale::Linear,
+                y_scale: Scale::Log,
+                y_range: Some(range),
+                series,
+                caption: format!(
+                    "One row per layer; bright columns are outlier channels. Same colour scale for every scheme of {k}."
+                ),
+            });
+        }
+    }
+    let section = Section {
+        heading: "Where the outlier channels are".into(),
+        paragraphs: vec![
+            "Each map shows, for one site kind and one scheme, the largest |x| of every channel \
+             (columns) in every layer (rows). A channel that is bright in many layers is a \
+             persistent outlier feature; after a rotation the energy is spread, so the map turns \
+             uniform."
+                .into(),
+        ],
+        tables: Vec::new(),
+        figures: figures.iter().map(|f| f.name.clone()).collect(),
+    };
+    Ok((figures, section))
 }
 
 /// Per site kind, the distribution of |x| pooled over layers, one line per
