@@ -125,7 +125,7 @@ impl OutliersConfig {
         if let Some(c) = criteria {
             match c.try_into::<Criteria>() {
                 Ok(c) => config.criteria = c,
-                Err(e) => problems.add(&at, format!("{}", e.message())),
+                Err(e) => problems.add(&at, e.message().to_string()),
             }
         }
         let c = &config.criteria;

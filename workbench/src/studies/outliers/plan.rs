@@ -224,10 +224,9 @@ impl Collector {
                     entry.int8_counts[c] += 1;
                 }
                 if a >= massive {
-                    let (sequence, position) = if positions > 0 {
-                        ((r / positions) as i64, (r % positions) as i64)
-                    } else {
-                        (-1, r as i64)
+                    let (sequence, position) = match r.checked_div(positions) {
+                        Some(sequence) => (sequence as i64, (r % positions) as i64),
+                        None => (-1, r as i64),
                     };
                     entry.candidates.push(MassiveHit {
                         sequence,

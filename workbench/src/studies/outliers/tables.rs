@@ -6,15 +6,18 @@ use super::config::Criteria;
 use super::plan::SchemeResult;
 use crate::experiment::outputs::{Column, Table};
 
+/// (scheme, site kind, channel).
+type FeatureKey = (String, String, usize);
+
 /// LLM.int8() outlier features: per (scheme, site kind), the channels that meet
 /// the token-share criterion in at least `int8_layer_share` of that kind's
 /// layers. Returns (scheme, kind, channel) → (qualifying layers, layers).
 fn int8_features(
     results: &[SchemeResult],
     criteria: &Criteria,
-) -> BTreeMap<(String, String, usize), (usize, usize)> {
+) -> BTreeMap<FeatureKey, (usize, usize)> {
     let mut layers: BTreeMap<(String, String), usize> = BTreeMap::new();
-    let mut hits: BTreeMap<(String, String, usize), usize> = BTreeMap::new();
+    let mut hits: BTreeMap<FeatureKey, usize> = BTreeMap::new();
     for r in results {
         for site in &r.sites {
             *layers
@@ -138,7 +141,7 @@ pub fn build(results: &[SchemeResult], criteria: &Criteria) -> Vec<Table> {
                     .collect(),
             ),
         );
-    let f: Vec<(&(String, String, usize), &(usize, usize))> = features.iter().collect();
+    let f: Vec<(&FeatureKey, &(usize, usize))> = features.iter().collect();
     let feature_table = Table::new("outlier_features")
         .with(
             "scheme",
