@@ -136,7 +136,7 @@ fn a_perfect_drafter_is_always_accepted_and_caches_roll_back() {
     let g = speculative(&mut target, &mut drafter, &PROMPT, 50, settings).unwrap();
     let rejected = g.verified.iter().filter(|v| !v.accepted).count();
     assert!(rejected > 5, "only {rejected} rejections");
-    assert!(target.cached() <= PROMPT.len() + 50 - 1);
+    assert!(target.cached() < PROMPT.len() + 50);
     // Continuing from the cache gives the same next-token logits as a fresh model.
     let mut sequence = PROMPT.to_vec();
     sequence.extend(&g.tokens);
