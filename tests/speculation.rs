@@ -193,3 +193,47 @@ fn lossless_rules_emit_the_target_distribution() {
         );
     }
 }
+
+#[test]
+fn the_speculation_study_runs_and_reports() {
+    let Some((dir, data)) = common::with_stories260k("speculation") else {
+        return;
+    };
+    let out = common::run_config(
+        dir.path(),
+        &data,
+        "speculation",
+        "kind = \"speculation\"\nseed = 2\ndrafters = [\"w8\", \"w3\", \"ngram2\"]\nrules = [\"standard\", \"gumbel\"]\n\
+         gammas = [3]\ntemperatures = [0.0, 1.0]\nprompt_length = 6\ntokens = 24\n\
+         [model]\ncheckpoint = \"stories260K\"\n[data]\nsequences = 4\nlength = 32\n",
+    );
+    let text = std::fs::read_to_string(out.join("tables/speculation_runs.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 3 * 2 * 2);
+    let get = |d: &str, r: &str, t: &str, what: &str| -> f64 {
+        rows.iter()
+            .find(|x| x[col("drafter")] == d && x[col("rule")] == r && x[col("temperature")] == t)
+            .unwrap()[col(what)]
+        .parse()
+        .unwrap()
+    };
+    for d in ["w8", "w3", "ngram2"] {
+        for t in ["0.0", "1.0"] {
+            // Drafter invariance, reported as a column.
+            assert_eq!(get(d, "gumbel", t, "matches_plain"), 1.0, "{d} T {t}");
+            assert!(get(d, "standard", t, "tokens_per_call") >= 1.0);
+        }
+    }
+    // A better drafter gets more tokens per call.
+    assert!(
+        get("w8", "standard", "1.0", "tokens_per_call")
+            > get("w3", "standard", "1.0", "tokens_per_call")
+    );
+    assert!(out
+        .join("plots/tokens_per_call_vs_temperature.png")
+        .is_file());
+    assert!(out.join("tables/speculation_positions.csv").is_file());
+}

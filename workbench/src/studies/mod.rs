@@ -6,6 +6,7 @@ pub mod acceptance;
 pub mod eval;
 pub mod outliers;
 pub mod rotation;
+pub mod speculation;
 pub mod train;
 
 use crate::experiment::study::Study;
@@ -18,6 +19,7 @@ pub fn all() -> Vec<&'static dyn Study> {
         &train::TrainStudy,
         &outliers::OutliersStudy,
         &rotation::RotationStudy,
+        &speculation::SpeculationStudy,
     ]
 }
 
