@@ -17,6 +17,10 @@ fn col_s(v: &[String]) -> Column {
     Column::Str(v.iter().map(|x| Some(x.clone())).collect())
 }
 
+/// (drafter, rule, temperature, γ, index, verified, accepted, Σ exact standard,
+/// Σ exact Gumbel).
+type PositionRow = (String, String, f64, i64, i64, u64, u64, f64, f64);
+
 /// Both tables.
 pub fn build(config: &SpeculationConfig, results: &[UnitResult]) -> Vec<Table> {
     let (mut drafter, mut rule, mut temp, mut gamma) = (vec![], vec![], vec![], vec![]);
@@ -25,7 +29,7 @@ pub fn build(config: &SpeculationConfig, results: &[UnitResult]) -> Vec<Table> {
     let (mut acc, mut acc_lo, mut acc_hi) = (vec![], vec![], vec![]);
     let (mut ex_std, mut ex_gum, mut matches) = (vec![], vec![], vec![]);
     let mut speedups: Vec<Vec<f64>> = vec![Vec::new(); config.cost_ratios.len()];
-    let mut pos: Vec<(String, String, f64, i64, i64, u64, u64, f64, f64)> = Vec::new();
+    let mut pos: Vec<PositionRow> = Vec::new();
     for u in results {
         let model_drafter = matches!(
             DrafterSpec::parse(&u.drafter),
@@ -125,7 +129,7 @@ pub fn build(config: &SpeculationConfig, results: &[UnitResult]) -> Vec<Table> {
             (p.6 as f64 / p.5.max(1) as f64, lo, hi)
         })
         .collect();
-    let v = |f: fn(&(String, String, f64, i64, i64, u64, u64, f64, f64)) -> f64| -> Vec<f64> {
+    let v = |f: fn(&PositionRow) -> f64| -> Vec<f64> {
         pos.iter().map(f).collect()
     };
     let positions = Table::new("speculation_positions")
