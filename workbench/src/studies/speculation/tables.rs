@@ -129,9 +129,7 @@ pub fn build(config: &SpeculationConfig, results: &[UnitResult]) -> Vec<Table> {
             (p.6 as f64 / p.5.max(1) as f64, lo, hi)
         })
         .collect();
-    let v = |f: fn(&PositionRow) -> f64| -> Vec<f64> {
-        pos.iter().map(f).collect()
-    };
+    let v = |f: fn(&PositionRow) -> f64| -> Vec<f64> { pos.iter().map(f).collect() };
     let positions = Table::new("speculation_positions")
         .with(
             "drafter",
