@@ -100,8 +100,11 @@ impl Setup<'_> {
 pub fn run(setup: &Setup) -> Result<Trained> {
     let (config, spec) = (setup.config, setup.spec);
     let mut extra_files = setup.extra_files.to_vec();
-    let hf_config = crate::model::hf::HfConfig::from_model_config(config)?;
-    extra_files.push(("config.json".into(), serde_json::to_vec_pretty(&hf_config)?));
+    // With config.json a checkpoint opens like a finished model; llama2.c's
+    // interleaved RoPE has no Hugging Face config, and its checkpoints go without.
+    if let Ok(hf_config) = crate::model::hf::HfConfig::from_model_config(config) {
+        extra_files.push(("config.json".into(), serde_json::to_vec_pretty(&hf_config)?));
+    }
     let fingerprint = setup.fingerprint()?;
     let checkpoint = setup.work_dir.join("checkpoint");
     let loaded = checkpoint::load(&checkpoint, &fingerprint, &Device::Cpu)?;

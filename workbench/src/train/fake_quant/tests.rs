@@ -118,9 +118,9 @@ fn ste_gradient_is_the_identity_inside_the_clip_range_and_zero_outside() {
         for r in 0..rows {
             let row = &x[r * cols..(r + 1) * cols];
             let absmax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-            for j in 0..cols {
+            for (j, value) in row.iter().enumerate() {
                 let i = r * cols + j;
-                let inside = row[j].abs() <= clip as f32 * absmax;
+                let inside = value.abs() <= clip as f32 * absmax;
                 clipped += !inside as usize;
                 assert_eq!(g[i], if inside { c[i] } else { 0.0 }, "clip {clip}, {i}");
             }
