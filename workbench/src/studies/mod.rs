@@ -5,6 +5,7 @@
 pub mod acceptance;
 pub mod eval;
 pub mod outliers;
+pub mod qat;
 pub mod rotation;
 pub mod train;
 
@@ -18,6 +19,7 @@ pub fn all() -> Vec<&'static dyn Study> {
         &train::TrainStudy,
         &outliers::OutliersStudy,
         &rotation::RotationStudy,
+        &qat::QatStudy,
     ]
 }
 
