@@ -5,6 +5,7 @@
 pub mod acceptance;
 pub mod eval;
 pub mod outliers;
+pub mod qat;
 pub mod rotation;
 pub mod speculation;
 pub mod train;
@@ -19,6 +20,7 @@ pub fn all() -> Vec<&'static dyn Study> {
         &train::TrainStudy,
         &outliers::OutliersStudy,
         &rotation::RotationStudy,
+        &qat::QatStudy,
         &speculation::SpeculationStudy,
     ]
 }

@@ -147,7 +147,9 @@ mod tests {
         // Save after 5 steps, restore into a fresh optimizer, take 3 more steps:
         // identical to 8 uninterrupted steps.
         let (state, step) = ours.state();
-        let resumed_var = Var::from_tensor(ours_var.as_tensor()).unwrap();
+        // A copy: `Var::from_tensor` of a variable would share its storage, and
+        // the two optimizers would then step the same numbers.
+        let resumed_var = Var::from_tensor(&ours_var.as_tensor().copy().unwrap()).unwrap();
         let mut resumed = AdamW::new(vec![("w".into(), resumed_var.clone())], params).unwrap();
         resumed.load_state(state, step).unwrap();
         for _ in 0..3 {
