@@ -5,10 +5,11 @@
 //! Every operation here is one the portable code performs, in the same order:
 //! a butterfly's `u + v` and `u − v` are either plain adds and subtracts or
 //! `fma(x, ±1, y)`, and x·(±1) is exact, so the single rounding is the same.
+//! The mix is the portable code itself, compiled with AVX2 enabled.
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
-    use super::super::mix::PANEL;
+    use super::super::mix::{MixPlan, Scratch};
     use std::arch::x86_64::*;
 
     /// x ↦ S·x (then `* scale`), `x.len()` a power of two ≥ 8.
@@ -121,23 +122,54 @@ mod imp {
         }
     }
 
-    /// The whole transform of `nvec` (a power of two) vectors at `p`: one first
-    /// sweep of up to 6 levels, then radix-8 sweeps (a smaller radix for the
-    /// remainder), the scale fused into whichever sweep is last.
+    /// Vectors in an L1-resident block (4096 floats, 16 KiB): longer rows do
+    /// all the levels inside each block first, then the remaining levels
+    /// across blocks, so only those last sweeps run from L2.
+    const BLOCK_VECS: usize = 512;
+
+    /// The whole transform of `nvec` (a power of two) vectors at `p`.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn fwht(p: *mut f32, nvec: usize, scale: Option<f32>) {
-        let levels = nvec.trailing_zeros();
-        let first = levels.min(3);
-        let mut remaining = levels - first;
         let sc = scale.map(|s| _mm256_set1_ps(s));
-        let first_scale = if remaining == 0 { sc } else { None };
-        match first {
-            0 => first_sweep::<1>(p, nvec, first_scale),
-            1 => first_sweep::<2>(p, nvec, first_scale),
-            2 => first_sweep::<4>(p, nvec, first_scale),
-            _ => first_sweep::<8>(p, nvec, first_scale),
+        if nvec <= BLOCK_VECS {
+            levels(p, nvec, 0, nvec.trailing_zeros(), sc);
+        } else {
+            for blk in (0..nvec).step_by(BLOCK_VECS) {
+                levels(
+                    p.add(8 * blk),
+                    BLOCK_VECS,
+                    0,
+                    BLOCK_VECS.trailing_zeros(),
+                    None,
+                );
+            }
+            let done = BLOCK_VECS.trailing_zeros();
+            levels(p, nvec, done, nvec.trailing_zeros() - done, sc);
         }
-        let mut h = 1usize << first;
+    }
+
+    /// Vector levels `from .. from + count` (level l pairs vectors at
+    /// distance 2^l; level 0 of a first call also does the three in-register
+    /// levels) over `nvec` vectors at `p`: a first sweep of up to 3 + 3 levels,
+    /// then radix-8 sweeps (a smaller radix for the remainder), the scale
+    /// fused into whichever sweep is last.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn levels(p: *mut f32, nvec: usize, from: u32, count: u32, sc: Option<__m256>) {
+        let mut remaining = count;
+        let mut h = 1usize << from;
+        if from == 0 {
+            let first = count.min(3);
+            remaining -= first;
+            let s = if remaining == 0 { sc } else { None };
+            match first {
+                0 => first_sweep::<1>(p, nvec, s),
+                1 => first_sweep::<2>(p, nvec, s),
+                2 => first_sweep::<4>(p, nvec, s),
+                _ => first_sweep::<8>(p, nvec, s),
+            }
+            h <<= first;
+        }
         while remaining > 0 {
             let r = remaining.min(3);
             let s = if remaining == r { sc } else { None };
@@ -151,57 +183,16 @@ mod imp {
         }
     }
 
-    /// One packed panel of the mix (see `scalar::mix_panel`), `PANEL` = 24
-    /// columns: 4 output rows × 3 vectors of accumulators, one broadcast ±1
-    /// per row and step, summed in order b = 0, 1, ….
-    pub(crate) fn mix_panel(base: &[f32], m: usize, z: &[f32], out: &mut [f32]) {
-        assert!(base.len() == m * m && z.len() >= m * PANEL && out.len() >= m * PANEL);
-        // SAFETY: AVX2 and FMA were detected (see `butterflies`); the bounds
-        // were asserted just above.
-        unsafe { mix_panel_impl(base.as_ptr(), m, z.as_ptr(), out.as_mut_ptr()) }
+    /// One panel of the mix: the portable table method (`mix::mix_panel`)
+    /// compiled with AVX2 enabled, so the same operations run on 8 lanes.
+    pub(crate) fn mix_panel(plan: &MixPlan, scratch: &mut Scratch) {
+        // SAFETY: plans select this path only after detecting AVX2 and FMA.
+        unsafe { mix_panel_avx2(plan, scratch) }
     }
 
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn mix_panel_impl(base: *const f32, m: usize, z: *const f32, out: *mut f32) {
-        const _: () = assert!(PANEL == 24);
-        let mut a = 0;
-        while a + 4 <= m {
-            let mut acc = [[_mm256_setzero_ps(); 3]; 4];
-            for b in 0..m {
-                let zp = z.add(b * PANEL);
-                let zv = [
-                    _mm256_loadu_ps(zp),
-                    _mm256_loadu_ps(zp.add(8)),
-                    _mm256_loadu_ps(zp.add(16)),
-                ];
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let w = _mm256_broadcast_ss(&*base.add((a + r) * m + b));
-                    for (c, v) in row.iter_mut().enumerate() {
-                        *v = _mm256_fmadd_ps(w, zv[c], *v);
-                    }
-                }
-            }
-            for (r, row) in acc.iter().enumerate() {
-                for (c, v) in row.iter().enumerate() {
-                    _mm256_storeu_ps(out.add((a + r) * PANEL + 8 * c), *v);
-                }
-            }
-            a += 4;
-        }
-        while a < m {
-            let mut acc = [_mm256_setzero_ps(); 3];
-            for b in 0..m {
-                let zp = z.add(b * PANEL);
-                let w = _mm256_broadcast_ss(&*base.add(a * m + b));
-                for (c, v) in acc.iter_mut().enumerate() {
-                    *v = _mm256_fmadd_ps(w, _mm256_loadu_ps(zp.add(8 * c)), *v);
-                }
-            }
-            for (c, v) in acc.iter().enumerate() {
-                _mm256_storeu_ps(out.add(a * PANEL + 8 * c), *v);
-            }
-            a += 1;
-        }
+    unsafe fn mix_panel_avx2(plan: &MixPlan, scratch: &mut Scratch) {
+        super::super::mix::mix_panel(plan, scratch)
     }
 }
 
@@ -216,6 +207,6 @@ pub(crate) fn butterflies(x: &mut [f32], scale: Option<f32>) {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub(crate) fn mix_panel(base: &[f32], m: usize, z: &[f32], out: &mut [f32]) {
-    super::scalar::mix_panel(base, m, z, out, super::mix::PANEL)
+pub(crate) fn mix_panel(plan: &super::mix::MixPlan, scratch: &mut super::mix::Scratch) {
+    super::mix::mix_panel(plan, scratch)
 }

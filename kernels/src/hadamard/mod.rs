@@ -23,13 +23,17 @@
 //! The fast path (x86-64 with AVX2 and FMA, detected at run time) does the
 //! first three butterfly levels inside 8-lane registers, then up to three more
 //! across eight registers, then the remaining levels in radix-8 sweeps, with the
-//! scale fused into the last sweep; a row of up to 2^15 floats (128 KiB) stays
-//! in L2 between sweeps, so the batch crosses main memory once. The m×m mix is
-//! a register-blocked product (4 output rows × 24 columns) over packed panels.
-//! Both perform exactly the floating-point operations of the portable code in
-//! the same order (adds and subtracts, or FMAs by ±1, which round the same), so
-//! the fast and portable paths give bit-identical results, which the tests
-//! check. Rows are split over rayon's threads.
+//! scale fused into the last sweep. Rows longer than 4096 floats first do all
+//! levels inside each 16 KiB block (L1), then the few remaining levels across
+//! blocks; a row of up to 2^15 floats (128 KiB) stays in L2 meanwhile,
+//! so the batch crosses main memory once. The m×m mix
+//! runs over packed panels of 16 columns with a table method (see `mix.rs`)
+//! that needs about 4× fewer adds than the dense ±1 product for m = 172. The
+//! fast path performs exactly the floating-point operations of the portable
+//! code in the same order (adds and subtracts, or FMAs by ±1, which round the
+//! same), so both give bit-identical results, which the tests check; the mix
+//! differs from the plain dense sum only by rounding order. Rows are split over
+//! rayon's threads.
 
 mod avx2;
 mod mix;
@@ -93,6 +97,8 @@ pub struct HadamardPlan {
     s: usize,
     base: Arc<[f32]>,
     base_t: Arc<[f32]>,
+    /// Table-method indices for B and Bᵀ (None when m = 1).
+    mix: Option<Arc<(mix::MixPlan, mix::MixPlan)>>,
     scale: f32,
     path: CpuPath,
 }
@@ -143,7 +149,9 @@ impl HadamardPlan {
         }
         let b: Vec<f32> = base.iter().map(|&v| f32::from(v)).collect();
         let bt: Vec<f32> = (0..m * m).map(|idx| b[(idx % m) * m + idx / m]).collect();
+        let mix = (m > 1).then(|| Arc::new((mix::MixPlan::new(&b, m), mix::MixPlan::new(&bt, m))));
         Ok(HadamardPlan {
+            mix,
             n,
             m,
             s: n / m,
@@ -203,7 +211,7 @@ impl HadamardPlan {
     /// its transform. Err if `data.len()` is not a multiple of n.
     pub fn apply_seq(&self, data: &mut [f32], dir: Direction) -> Result<()> {
         self.check_len(data.len())?;
-        let mut scratch = mix::Scratch::new(self.m);
+        let mut scratch = self.scratch();
         for block in data.chunks_mut(self.rows_per_block() * self.n) {
             self.apply_block(block, dir, &mut scratch);
         }
@@ -216,13 +224,18 @@ impl HadamardPlan {
         self.check_len(data.len())?;
         data.par_chunks_mut(self.rows_per_block() * self.n)
             .for_each_init(
-                || mix::Scratch::new(self.m),
+                || self.scratch(),
                 |scratch, block| self.apply_block(block, dir, scratch),
             );
         Ok(())
     }
 
-    fn check_len(&self, len: usize) -> Result<()> {
+    /// Per-thread buffers for [`Self::apply_block`].
+    pub(crate) fn scratch(&self) -> mix::Scratch {
+        mix::Scratch::new(self.mix.as_deref().map(|(f, _)| f))
+    }
+
+    pub(crate) fn check_len(&self, len: usize) -> Result<()> {
         if !len.is_multiple_of(self.n) {
             bail!(
                 "hadamard: data length {len} is not a multiple of the order n = {}",
@@ -248,20 +261,17 @@ impl HadamardPlan {
         debug_assert!(block.len().is_multiple_of(self.n));
         // With a mix, the scale is applied when the mix writes back.
         let butterfly_scale = if self.m == 1 { Some(self.scale) } else { None };
-        for chunk in block.chunks_exact_mut(self.s) {
-            butterflies(chunk, butterfly_scale, self.path);
+        if self.m == 1 || !mix::fuses_butterflies(self.s) {
+            for chunk in block.chunks_exact_mut(self.s) {
+                butterflies(chunk, butterfly_scale, self.path);
+            }
         }
-        if self.m > 1 {
-            mix::mix_rows(
-                block,
-                self.n,
-                self.m,
-                self.s,
-                self.base(dir),
-                self.scale,
-                scratch,
-                self.path,
-            );
+        if let Some(plans) = &self.mix {
+            let plan = match dir {
+                Direction::Forward => &plans.0,
+                Direction::Transposed => &plans.1,
+            };
+            mix::mix_rows(block, self.n, self.s, plan, self.scale, scratch, self.path);
         }
     }
 }

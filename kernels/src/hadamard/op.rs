@@ -102,7 +102,7 @@ impl HadamardOp {
         dst.par_chunks_mut(block)
             .zip(src.par_chunks(block))
             .for_each_init(
-                || (Scratch::new(self.plan.m()), Vec::new()),
+                || (self.plan.scratch(), Vec::new()),
                 |(scratch, buf), (d, s)| self.block(s, d, scratch, buf),
             );
         Ok(())
@@ -113,7 +113,7 @@ impl HadamardOp {
         self.plan.check_len(data.len())?;
         let block = self.plan.rows_per_block() * self.plan.n();
         data.par_chunks_mut(block).for_each_init(
-            || (Scratch::new(self.plan.m()), Vec::new()),
+            || (self.plan.scratch(), Vec::new()),
             |(scratch, buf), d| {
                 buf.clear();
                 buf.extend(d.iter().map(|v| v.to_f32()));
@@ -233,7 +233,7 @@ impl InplaceOp1 for HadamardOp {
                 self.plan.check_len(d.len())?;
                 let block = self.plan.rows_per_block() * self.plan.n();
                 d.par_chunks_mut(block).for_each_init(
-                    || Scratch::new(self.plan.m()),
+                    || self.plan.scratch(),
                     |scratch, rows| self.transform_f32(rows, scratch),
                 );
                 Ok(())

@@ -1,6 +1,6 @@
-//! The portable transform: plain loops in the documented order. It is the
-//! reference the fast paths must match bit for bit, and the fallback on CPUs
-//! without AVX2.
+//! The portable butterflies: plain loops in the documented order. They are the
+//! reference the AVX2 butterflies must match bit for bit, and the fallback on
+//! CPUs without AVX2.
 
 /// x ↦ S·x (S the Sylvester matrix of order `x.len()`), then `* scale`.
 ///
@@ -21,19 +21,5 @@ pub(crate) fn butterflies(x: &mut [f32], scale: Option<f32>) {
     }
     if let Some(scale) = scale {
         x.iter_mut().for_each(|v| *v *= scale);
-    }
-}
-
-/// One packed panel of the mix: `out[a][c] = Σ_b base[a][b]·z[b][c]` for
-/// panels of `width` columns (row-major, row stride `width`), summed in order
-/// b = 0, 1, …; `base` is m×m row-major with ±1.0 entries.
-pub(crate) fn mix_panel(base: &[f32], m: usize, z: &[f32], out: &mut [f32], width: usize) {
-    for (orow, brow) in out.chunks_exact_mut(width).zip(base.chunks_exact(m)) {
-        orow.fill(0.0);
-        for (&sign, zrow) in brow.iter().zip(z.chunks_exact(width)) {
-            for (o, &v) in orow.iter_mut().zip(zrow) {
-                *o += sign * v;
-            }
-        }
     }
 }

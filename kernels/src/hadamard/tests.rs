@@ -332,3 +332,74 @@ fn backward_is_the_transposed_transform() {
         .unwrap();
     assert_eq!(g, want);
 }
+
+#[test]
+fn table_mix_equals_dense_mix() {
+    // Any ±1 matrix (Hadamard or not), every order up to 40 and two large
+    // ones: all group sizes and short last groups occur.
+    let mut rng = Rng(7);
+    for m in (1..=40).chain([172, 180]) {
+        let b: Vec<f32> = (0..m * m)
+            .map(|_| if rng.below(2) == 0 { 1.0 } else { -1.0 })
+            .collect();
+        let plan = mix::MixPlan::new(&b, m);
+        let mut scratch = mix::Scratch::new(Some(&plan));
+        let z = rng.vec(m * mix::PANEL);
+        scratch.set_z(&z);
+        mix::mix_panel(&plan, &mut scratch);
+        let mut dense = vec![0.0; m * mix::PANEL];
+        mix::dense_panel(&b, m, &z, &mut dense);
+        for (i, (&t, &d)) in scratch.out().iter().zip(&dense).enumerate() {
+            // Both are sums of m terms of magnitude ≤ 1 in different orders.
+            assert!(
+                (t - d).abs() <= 1e-6 * m as f32,
+                "m={m} element {i}: {t} vs {d}"
+            );
+        }
+    }
+}
+
+/// `cargo test --release -p wb-kernels mix_speed -- --ignored --nocapture`:
+/// single-thread time of one panel by each method (for tuning).
+#[test]
+#[ignore]
+fn mix_speed() {
+    let mut rng = Rng(8);
+    for m in [12usize, 44, 180] {
+        let b: Vec<f32> = (0..m * m)
+            .map(|_| if rng.below(2) == 0 { 1.0 } else { -1.0 })
+            .collect();
+        let plan = mix::MixPlan::new(&b, m);
+        let mut scratch = mix::Scratch::new(Some(&plan));
+        let z = rng.vec(m * mix::PANEL);
+        scratch.set_z(&z);
+        let reps = 200_000 / m;
+        for path in [CpuPath::Portable, CpuPath::Avx2] {
+            let mut best = f64::INFINITY;
+            for _ in 0..5 {
+                let t = std::time::Instant::now();
+                for _ in 0..reps {
+                    match path {
+                        CpuPath::Avx2 => avx2::mix_panel(&plan, &mut scratch),
+                        CpuPath::Portable => mix::mix_panel(&plan, &mut scratch),
+                    }
+                }
+                best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+            }
+            let ns_per_elem = best * 1e9 / (m * mix::PANEL) as f64;
+            eprintln!(
+                "m={m} {path:?}: {:.0} ns/panel, {ns_per_elem:.2} ns/element",
+                best * 1e9
+            );
+        }
+        let mut out = vec![0.0; m * mix::PANEL];
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            mix::dense_panel(&b, m, &z, &mut out);
+        }
+        eprintln!(
+            "m={m} dense portable: {:.0} ns/panel",
+            t.elapsed().as_secs_f64() / reps as f64 * 1e9
+        );
+    }
+}
