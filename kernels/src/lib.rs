@@ -4,11 +4,23 @@
 //!
 //! - [`philox`]: the counter-based generator every backend reproduces bit for
 //!   bit.
-//! - [`hadamard`]: the fast normalised Hadamard transform of orders m·2^k.
+//! - [`hadamard`]: the fast normalised Hadamard transform of orders m·2^k, as
+//!   candle ops (out of place with backward, and in place).
+//! - [`quant`]: fused rotation and int8/int4 quantization, dequantization and
+//!   fake quantization with a straight-through backward.
+//! - [`stats`]: per-channel count, mean, central moments and absmax in
+//!   mergeable partials.
+//! - [`sample`]: Gumbel-max sampling with Philox noise, bit-identical across
+//!   backends.
 
+#[cfg(feature = "cuda")]
+mod cuda;
 pub mod elem;
 pub mod hadamard;
 pub mod philox;
+pub mod quant;
+pub mod sample;
+pub mod stats;
 
 #[cfg(test)]
 pub(crate) mod testing;

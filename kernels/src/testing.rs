@@ -86,7 +86,7 @@ pub(crate) fn dense(base: &[i8], m: usize, rows: &[f32], n: usize, transposed: b
     let h = |r: usize, c: usize| -> f64 {
         let (r, c) = if transposed { (c, r) } else { (r, c) };
         let b = f64::from(base[(r / s) * m + c / s]);
-        let sy = if ((r % s) & (c % s)).count_ones() % 2 == 0 {
+        let sy = if ((r % s) & (c % s)).count_ones().is_multiple_of(2) {
             1.0
         } else {
             -1.0

@@ -72,11 +72,22 @@ mod imp {
     /// levels then log2(G) levels across them.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn first_sweep<const G: usize>(p: *mut f32, nvec: usize, scale: Option<__m256>) {
+    unsafe fn first_sweep<const G: usize>(
+        p: *mut f32,
+        nvec: usize,
+        scale: Option<__m256>,
+        ahead: usize,
+    ) {
         let (s1, s2, s4) = signs();
         let mut base = 0;
         while base < nvec {
             let q = p.add(base * 8);
+            if ahead > 0 {
+                for t in (0..G).step_by(2) {
+                    // A prefetch never faults, so running past the end is harmless.
+                    _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(8 * t + ahead) as *const i8);
+                }
+            }
             let mut r = [_mm256_setzero_ps(); G];
             for (t, v) in r.iter_mut().enumerate() {
                 *v = in_register(_mm256_loadu_ps(q.add(8 * t)), s1, s2, s4);
@@ -122,6 +133,11 @@ mod imp {
         }
     }
 
+    fn prefetch_on() -> bool {
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ON.get_or_init(|| std::env::var_os("WB_NO_PREFETCH").is_none())
+    }
+
     /// Vectors in an L1-resident block (4096 floats, 16 KiB): longer rows do
     /// all the levels inside each block first, then the remaining levels
     /// across blocks, so only those last sweeps run from L2.
@@ -131,8 +147,16 @@ mod imp {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn fwht(p: *mut f32, nvec: usize, scale: Option<f32>) {
         let sc = scale.map(|s| _mm256_set1_ps(s));
+        // The first sweep, which reads each line from memory first, asks for
+        // the line one row ahead (at least 8 KiB ahead): the next row arrives
+        // while this one's later sweeps run in cache.
+        let ahead = if prefetch_on() {
+            (8 * nvec).max(2048)
+        } else {
+            0
+        };
         if nvec <= BLOCK_VECS {
-            levels(p, nvec, 0, nvec.trailing_zeros(), sc);
+            levels(p, nvec, 0, nvec.trailing_zeros(), sc, ahead);
         } else {
             for blk in (0..nvec).step_by(BLOCK_VECS) {
                 levels(
@@ -141,10 +165,11 @@ mod imp {
                     0,
                     BLOCK_VECS.trailing_zeros(),
                     None,
+                    ahead,
                 );
             }
             let done = BLOCK_VECS.trailing_zeros();
-            levels(p, nvec, done, nvec.trailing_zeros() - done, sc);
+            levels(p, nvec, done, nvec.trailing_zeros() - done, sc, 0);
         }
     }
 
@@ -155,7 +180,14 @@ mod imp {
     /// fused into whichever sweep is last.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn levels(p: *mut f32, nvec: usize, from: u32, count: u32, sc: Option<__m256>) {
+    unsafe fn levels(
+        p: *mut f32,
+        nvec: usize,
+        from: u32,
+        count: u32,
+        sc: Option<__m256>,
+        ahead: usize,
+    ) {
         let mut remaining = count;
         let mut h = 1usize << from;
         if from == 0 {
@@ -163,10 +195,10 @@ mod imp {
             remaining -= first;
             let s = if remaining == 0 { sc } else { None };
             match first {
-                0 => first_sweep::<1>(p, nvec, s),
-                1 => first_sweep::<2>(p, nvec, s),
-                2 => first_sweep::<4>(p, nvec, s),
-                _ => first_sweep::<8>(p, nvec, s),
+                0 => first_sweep::<1>(p, nvec, s, ahead),
+                1 => first_sweep::<2>(p, nvec, s, ahead),
+                2 => first_sweep::<4>(p, nvec, s, ahead),
+                _ => first_sweep::<8>(p, nvec, s, ahead),
             }
             h <<= first;
         }

@@ -78,6 +78,12 @@ impl HadamardOp {
         self.signs.as_deref()
     }
 
+    /// The signs as shared storage (GPU backends cache device copies by it).
+    #[cfg_attr(not(any(feature = "cuda", feature = "metal")), allow(dead_code))]
+    pub(crate) fn signs_arc(&self) -> Option<&Arc<[f32]>> {
+        self.signs.as_ref()
+    }
+
     fn check_shape(&self, layout: &Layout) -> Result<()> {
         let n = self.plan.n();
         match layout.dims().last() {
@@ -144,8 +150,15 @@ impl HadamardOp {
         }
     }
 
+    /// `buf` becomes the transform of the whole rows `src`, in f32.
+    pub(crate) fn rotate_f32<T: Elem>(&self, src: &[T], buf: &mut Vec<f32>, scratch: &mut Scratch) {
+        buf.clear();
+        buf.extend(src.iter().map(|v| v.to_f32()));
+        self.transform_f32(buf, scratch);
+    }
+
     /// Signs and transform, in place on whole rows in f32.
-    fn transform_f32(&self, rows: &mut [f32], scratch: &mut Scratch) {
+    pub(crate) fn transform_f32(&self, rows: &mut [f32], scratch: &mut Scratch) {
         let n = self.plan.n();
         if let (Some(signs), Direction::Forward) = (&self.signs, self.dir) {
             for row in rows.chunks_exact_mut(n) {

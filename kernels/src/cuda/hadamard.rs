@@ -1,0 +1,229 @@
+//! The Hadamard transform on CUDA (kernels in `hadamard.cu`).
+
+use std::sync::Arc;
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda::CudaStorageSlice;
+use candle_core::{bail, CudaDevice, CudaStorage, DType, Layout, Result, Shape};
+
+use super::{alloc, cfg, dptr, launch, storage_ptr, upload, HADAMARD};
+use crate::hadamard::{Direction, HadamardOp};
+
+/// The butterfly kernels' launch shape, as `FwhtCfg` in `fwht.cuh` computes
+/// it: (rows per block, threads per block, shared bytes).
+pub(crate) fn fwht_shape(log_n: u32, elem_bytes: usize) -> (usize, usize, usize) {
+    let n = 1usize << log_n;
+    let log_vec = if elem_bytes == 4 { 2 } else { 3 };
+    let log_v = log_n.min(log_vec);
+    let log_ept_min = if log_n >= 5 { (log_n - 4) / 2 } else { 0 };
+    let ept = 1usize << log_ept_min.max(log_v);
+    let tpr = n / ept;
+    let w = if tpr >= 32 { tpr / 32 } else { 1 };
+    let rpb = if tpr >= 256 { 1 } else { 256 / tpr };
+    let smem = if w > 1 { rpb * n * 4 } else { 0 };
+    (rpb, rpb * tpr, smem)
+}
+
+/// The per-element vector width of the butterfly kernels (elements).
+pub(crate) fn fwht_vec(log_n: u32, elem_bytes: usize) -> usize {
+    1 << log_n.min(if elem_bytes == 4 { 2 } else { 3 })
+}
+
+pub(crate) fn dtype_name(dtype: DType) -> Result<&'static str> {
+    Ok(match dtype {
+        DType::F32 => "f32",
+        DType::BF16 => "bf16",
+        DType::F16 => "f16",
+        other => bail!("unsupported dtype {other:?}, expected f32, bf16 or f16"),
+    })
+}
+
+/// The m×m8 mix matrix M[b][a] (coefficient of input chunk b in output a),
+/// columns padded to a multiple of 8, for a direction.
+fn mix_matrix(op: &HadamardOp) -> Arc<[f32]> {
+    let plan = op.plan();
+    let m = plan.m();
+    let m8 = m.div_ceil(8) * 8;
+    // Forward: out a = Σ_b B[a][b] z_b, so M[b][a] = B[a][b] = Bᵀ[b][a].
+    let src = match op.direction() {
+        Direction::Forward => plan.base(Direction::Transposed),
+        Direction::Transposed => plan.base(Direction::Forward),
+    };
+    let mut out = vec![0.0f32; m * m8];
+    for b in 0..m {
+        out[b * m8..b * m8 + m].copy_from_slice(&src[b * m..(b + 1) * m]);
+    }
+    out.into()
+}
+
+/// Cached device copies of an op's signs and mix matrix.
+fn device_arrays(op: &HadamardOp, dev: &CudaDevice) -> Result<(u64, u64)> {
+    static MIX: std::sync::Mutex<Vec<(usize, Arc<[f32]>)>> = std::sync::Mutex::new(Vec::new());
+    let signs = match op.signs_arc() {
+        Some(s) => dptr(dev, &upload(dev, s)?, 0),
+        None => 0,
+    };
+    let mix = if op.plan().m() > 1 {
+        // One host matrix per (plan, direction), so the upload cache hits.
+        let key = Arc::as_ptr(op.plan()) as usize * 2
+            + (op.direction() == Direction::Transposed) as usize;
+        let host = {
+            let mut cache = MIX.lock().unwrap_or_else(|e| e.into_inner());
+            match cache.iter().find(|(k, _)| *k == key) {
+                Some((_, h)) => h.clone(),
+                None => {
+                    let h = mix_matrix(op);
+                    cache.push((key, h.clone()));
+                    h
+                }
+            }
+        };
+        dptr(dev, &upload(dev, &host)?, 0)
+    } else {
+        0
+    };
+    Ok((signs, mix))
+}
+
+/// Transforms `rows` rows at device address `x` (dtype `dtype`) into `y`
+/// (dtype `out`, may equal `x`); `tmp` is an f32 scratch of the same element
+/// count when m > 1 and `out` is not f32.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run(
+    op: &HadamardOp,
+    dev: &CudaDevice,
+    x: u64,
+    dtype: DType,
+    y: u64,
+    out: DType,
+    rows: usize,
+) -> Result<()> {
+    let plan = op.plan();
+    let (n, m, s) = (plan.n(), plan.m(), plan.s());
+    let log_s = s.trailing_zeros();
+    let (signs, mix) = device_arrays(op, dev)?;
+    let fwd_signs = if op.direction() == Direction::Forward {
+        signs
+    } else {
+        0
+    };
+    let in_bytes = dtype.size_in_bytes();
+    let (rpb, block, smem) = fwht_shape(log_s, in_bytes);
+    let tin = super::hadamard::dtype_name(dtype)?;
+    if m == 1 {
+        let name = format!("hadamard_{tin}_{}_{log_s}", dtype_name(out)?);
+        let signs_after = (op.direction() == Direction::Transposed) as i32;
+        let grid = rows.div_ceil(rpb) as u32;
+        launch!(
+            dev,
+            HADAMARD,
+            name,
+            cfg((grid, 1), block as u32, smem as u32),
+            x,
+            y,
+            signs,
+            rows as i64,
+            plan.scale(),
+            signs_after,
+            1i32
+        );
+        return Ok(());
+    }
+    // Butterflies of every length-s chunk into f32 (unscaled), then the mix.
+    let tmp_holder;
+    let mid = if out == DType::F32 {
+        y
+    } else {
+        tmp_holder = alloc::<f32>(dev, rows * n)?;
+        dptr(dev, &tmp_holder, 0)
+    };
+    let chunks = rows * m;
+    let grid = chunks.div_ceil(rpb) as u32;
+    launch!(
+        dev,
+        HADAMARD,
+        format!("hadamard_{tin}_f32_{log_s}"),
+        cfg((grid, 1), block as u32, smem as u32),
+        x,
+        mid,
+        fwd_signs,
+        chunks as i64,
+        1.0f32,
+        0i32,
+        m as i32
+    );
+    let m8 = m.div_ceil(8) * 8;
+    let after = (op.direction() == Direction::Transposed) as i32;
+    let cols = rows * s;
+    launch!(
+        dev,
+        HADAMARD,
+        format!("mix_{}", dtype_name(out)?),
+        cfg((cols.div_ceil(32) as u32, 1), 256, (m * 32 * 4) as u32),
+        mid,
+        y,
+        mix,
+        signs,
+        rows as i64,
+        m as i32,
+        m8 as i32,
+        s as i32,
+        plan.scale(),
+        after
+    );
+    Ok(())
+}
+
+/// Checks the 16-byte alignment the vector loads need.
+pub(crate) fn check_aligned(what: &str, offset: usize, elem_bytes: usize) -> Result<()> {
+    if (offset * elem_bytes) % 16 != 0 {
+        bail!("{what}: the CUDA input must start on a 16-byte boundary (copy the tensor first)");
+    }
+    Ok(())
+}
+
+pub(crate) fn forward(
+    op: &HadamardOp,
+    storage: &CudaStorage,
+    layout: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let (start, _) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("hadamard: the input must be contiguous".into()))?;
+    let dev = storage.device.clone();
+    let dtype = storage.dtype();
+    let (x, eb) = storage_ptr(storage, start)?;
+    check_aligned("hadamard", start, eb)?;
+    let elems = layout.shape().elem_count();
+    let rows = elems / op.plan().n();
+    let out = match dtype {
+        DType::F32 => CudaStorageSlice::F32(alloc::<f32>(&dev, elems)?),
+        DType::BF16 => CudaStorageSlice::BF16(alloc::<half::bf16>(&dev, elems)?),
+        DType::F16 => CudaStorageSlice::F16(alloc::<half::f16>(&dev, elems)?),
+        other => bail!("hadamard: unsupported dtype {other:?}, expected f32, bf16 or f16"),
+    };
+    let out = CudaStorage {
+        slice: out,
+        device: dev.clone(),
+    };
+    let (y, _) = storage_ptr(&out, 0)?;
+    if rows > 0 {
+        run(op, &dev, x, dtype, y, dtype, rows)?;
+    }
+    Ok((out, layout.shape().clone()))
+}
+
+pub(crate) fn inplace(op: &HadamardOp, storage: &mut CudaStorage, layout: &Layout) -> Result<()> {
+    let (start, _) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("hadamard: the tensor must be contiguous".into()))?;
+    let dev = storage.device.clone();
+    let dtype = storage.dtype();
+    let (x, eb) = storage_ptr(storage, start)?;
+    check_aligned("hadamard", start, eb)?;
+    let rows = layout.shape().elem_count() / op.plan().n();
+    if rows > 0 {
+        run(op, &dev, x, dtype, x, dtype, rows)?;
+    }
+    Ok(())
+}
