@@ -2,7 +2,12 @@
 //! measured in the same run. `cargo bench -p wb-kernels --features cuda
 //! --bench gpu` (or `--features metal`). Bandwidth counts the bytes an op
 //! must read plus those it must write, once each; "vs_copy" divides it by the
-//! copy's (bytes read + written over time, a `Tensor::copy` of 256 MiB).
+//! copy's (bytes read + written over time): on CUDA a driver device-to-device
+//! memcpy of 256 MiB into a preallocated buffer (`cuMemcpyDtoDAsync`), on
+//! Metal a `Tensor::copy`. `Tensor::copy` on CUDA (which allocates its
+//! output) is printed too: candle's allocation per call costs about as much
+//! as it does for every out-of-place op here, which the in-place Hadamard
+//! rows avoid.
 //!
 //! Timing: after two warm-up calls, `ITERS` calls back to back, then a device
 //! synchronisation; the median over `REPS` such batches, per call. Inputs
@@ -89,15 +94,49 @@ mod gpu {
             .cloned();
         let run = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
 
+        if args.iter().any(|a| a == "--profile") {
+            // A few in-place transforms for a profiler (ncu) to look at.
+            for (dtype, k) in [(DType::BF16, 8u32), (DType::BF16, 9), (DType::F32, 13), (DType::F32, 14)] {
+                let n = 1usize << k;
+                let rows = BATCH_BYTES / dtype.size_in_bytes() / n;
+                let x = random(&dev, (rows, n), dtype);
+                let op = HadamardOp::new(Arc::new(HadamardPlan::pow2(n).unwrap()), Direction::Forward);
+                for _ in 0..3 {
+                    hadamard_inplace(&x, &op).unwrap();
+                }
+                dev.synchronize().unwrap();
+            }
+            return;
+        }
+
         let src = random(&dev, (BATCH_BYTES / 4 / 1024, 1024), DType::F32);
         let t_copy = time(&dev, || {
             let _ = src.copy().unwrap();
         });
-        let copy = 2.0 * BATCH_BYTES as f64 / t_copy / 1e9;
+        let candle_copy = 2.0 * BATCH_BYTES as f64 / t_copy / 1e9;
         println!(
-            "{{\"op\":\"copy\",\"mib\":256,\"ms\":{:.4},\"gb_per_s\":{copy:.1}}}",
+            "{{\"op\":\"candle_tensor_copy\",\"mib\":256,\"ms\":{:.4},\"gb_per_s\":{candle_copy:.1}}}",
             t_copy * 1e3
         );
+        #[cfg(feature = "cuda")]
+        let copy = {
+            use candle_core::Storage;
+            let Device::Cuda(cd) = &dev else { unreachable!() };
+            let (st, _) = src.storage_and_layout();
+            let Storage::Cuda(cs) = &*st else { unreachable!() };
+            let from = cs.as_cuda_slice::<f32>().unwrap();
+            // SAFETY: written by the copy before anything reads it.
+            let mut to = unsafe { cd.alloc::<f32>(BATCH_BYTES / 4) }.unwrap();
+            let t = time(&dev, || cd.memcpy_dtod(from, &mut to).unwrap());
+            let gbs = 2.0 * BATCH_BYTES as f64 / t / 1e9;
+            println!(
+                "{{\"op\":\"copy\",\"how\":\"cuMemcpyDtoDAsync\",\"mib\":256,\"ms\":{:.4},\"gb_per_s\":{gbs:.1}}}",
+                t * 1e3
+            );
+            gbs
+        };
+        #[cfg(not(feature = "cuda"))]
+        let copy = candle_copy;
         drop(src);
 
         if run("hadamard") {
@@ -113,24 +152,24 @@ mod gpu {
                     let x = random(&dev, (rows, n), dtype);
                     let op = HadamardOp::new(p, Direction::Forward);
                     let bytes = 2.0 * (rows * n * eb) as f64;
-                    let t = time(&dev, || {
-                        let _ = hadamard(&x, &op).unwrap();
-                    });
-                    line(
-                        "hadamard",
-                        &format!("\"dtype\":\"{dtype:?}\",\"n\":{n},\"m\":{m}"),
-                        bytes,
-                        t,
-                        copy,
-                    );
-                    let t = time(&dev, || hadamard_inplace(&x, &op).unwrap());
-                    line(
-                        "hadamard_inplace",
-                        &format!("\"dtype\":\"{dtype:?}\",\"n\":{n},\"m\":{m}"),
-                        bytes,
-                        t,
-                        copy,
-                    );
+                    // Tuning variants of the power-of-two kernel (CUDA only).
+                    #[cfg(feature = "cuda")]
+                    let shifts: &[u32] = if m == 1 { &[0, 1, 2] } else { &[0] };
+                    #[cfg(not(feature = "cuda"))]
+                    let shifts: &[u32] = &[0];
+                    for &shift in shifts {
+                        #[cfg(feature = "cuda")]
+                        wb_kernels::cuda::hadamard::EPT_SHIFT.store(shift, std::sync::atomic::Ordering::Relaxed);
+                        let detail = format!("\"dtype\":\"{dtype:?}\",\"n\":{n},\"m\":{m},\"ept_shift\":{shift}");
+                        let t = time(&dev, || {
+                            let _ = hadamard(&x, &op).unwrap();
+                        });
+                        line("hadamard", &detail, bytes, t, copy);
+                        let t = time(&dev, || hadamard_inplace(&x, &op).unwrap());
+                        line("hadamard_inplace", &detail, bytes, t, copy);
+                    }
+                    #[cfg(feature = "cuda")]
+                    wb_kernels::cuda::hadamard::EPT_SHIFT.store(0, std::sync::atomic::Ordering::Relaxed);
                 }
             }
         }

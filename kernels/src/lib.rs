@@ -14,8 +14,11 @@
 //!   backends.
 
 #[cfg(feature = "cuda")]
-mod cuda;
+#[doc(hidden)]
+pub mod cuda;
 pub mod elem;
+#[cfg(feature = "metal")]
+mod metal;
 pub mod hadamard;
 pub mod philox;
 pub mod quant;

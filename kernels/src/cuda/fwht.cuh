@@ -4,7 +4,8 @@
 
 namespace wb {
 
-template <typename Tin, int LOG_N>
+// EXTRA doubles the elements per thread EXTRA times (a tuning variant).
+template <typename Tin, int LOG_N, int EXTRA = 0>
 struct FwhtCfg {
     static constexpr int N = 1 << LOG_N;
     static constexpr int LOG_VEC = sizeof(Tin) == 4 ? 2 : 3;
@@ -12,7 +13,8 @@ struct FwhtCfg {
     static constexpr int V = 1 << LOG_V;
     // EPT ≥ sqrt(N / 32) makes the warps of a row (W = N / (32·EPT)) at most EPT.
     static constexpr int LOG_EPT_MIN = LOG_N >= 5 ? (LOG_N - 4) / 2 : 0;
-    static constexpr int LOG_EPT = LOG_EPT_MIN > LOG_V ? LOG_EPT_MIN : LOG_V;
+    static constexpr int LOG_EPT_BASE = (LOG_EPT_MIN > LOG_V ? LOG_EPT_MIN : LOG_V) + EXTRA;
+    static constexpr int LOG_EPT = LOG_EPT_BASE < LOG_N ? LOG_EPT_BASE : LOG_N;
     static constexpr int EPT = 1 << LOG_EPT;
     static constexpr int TPR = N / EPT;
     static constexpr int CH = EPT / V;
@@ -44,9 +46,9 @@ struct RowPos {
     bool live;
 };
 
-template <typename Tin, int LOG_N>
+template <typename Tin, int LOG_N, int EXTRA = 0>
 __device__ __forceinline__ RowPos row_pos(long long rows) {
-    using C = FwhtCfg<Tin, LOG_N>;
+    using C = FwhtCfg<Tin, LOG_N, EXTRA>;
     RowPos p;
     p.tid = threadIdx.x;
     p.rloc = p.tid / C::TPR;
@@ -59,11 +61,11 @@ __device__ __forceinline__ RowPos row_pos(long long rows) {
 // Loads the thread's elements of its row (signs applied if `signs_in`) and
 // does all the butterflies; r ends in the load layout, unscaled. All threads
 // of the block must call it (it synchronises).
-template <typename Tin, int LOG_N>
+template <typename Tin, int LOG_N, int EXTRA = 0>
 __device__ __forceinline__ void fwht_load_transform(const Tin* x, const float* __restrict__ signs_in,
                                                     const RowPos& pos, float* smem,
-                                                    float (&r)[FwhtCfg<Tin, LOG_N>::EPT]) {
-    using C = FwhtCfg<Tin, LOG_N>;
+                                                    float (&r)[FwhtCfg<Tin, LOG_N, EXTRA>::EPT]) {
+    using C = FwhtCfg<Tin, LOG_N, EXTRA>;
     constexpr int N = C::N, V = C::V, EPT = C::EPT, TPR = C::TPR, W = C::W;
     const int tid = pos.tid, rloc = pos.rloc, t = pos.t;
     const bool live = pos.live;
@@ -77,8 +79,7 @@ __device__ __forceinline__ void fwht_load_transform(const Tin* x, const float* _
         if (live) {
             if constexpr (V * sizeof(Tin) == 16) {
                 Vec<Tin, V> v = *reinterpret_cast<const Vec<Tin, V>*>(xr + off);
-#pragma unroll
-                for (int e = 0; e < V; ++e) r[c * V + e] = to_f32(v.v[e]);
+                vec_to_f32(v, r + c * V);
             } else {
 #pragma unroll
                 for (int e = 0; e < V; ++e) r[c * V + e] = to_f32(xr[off + e]);

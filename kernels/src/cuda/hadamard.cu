@@ -24,19 +24,19 @@
 
 using namespace wb;
 
-template <typename Tin, typename Tout, int LOG_N>
+template <typename Tin, typename Tout, int LOG_N, int EXTRA = 0>
 __device__ __forceinline__ void fwht_rows(const Tin* x, Tout* y, const float* __restrict__ signs_all,
                                           long long rows, float scale, int signs_after, int chunks) {
-    using C = FwhtCfg<Tin, LOG_N>;
+    using C = FwhtCfg<Tin, LOG_N, EXTRA>;
     constexpr int N = C::N, V = C::V, TPR = C::TPR;
     extern __shared__ float smem[];
-    const RowPos pos = row_pos<Tin, LOG_N>(rows);
+    const RowPos pos = row_pos<Tin, LOG_N, EXTRA>(rows);
     const int t = pos.t;
     // Rows of an m·2^k transform are its m chunks: chunk j of a row uses
     // signs j·N .. (j + 1)·N.
     const float* signs = signs_all != nullptr ? signs_all + (pos.row % chunks) * N : nullptr;
     float r[C::EPT];
-    fwht_load_transform<Tin, LOG_N>(x, signs_after ? nullptr : signs, pos, smem, r);
+    fwht_load_transform<Tin, LOG_N, EXTRA>(x, signs_after ? nullptr : signs, pos, smem, r);
     if (!pos.live) return;
     const long long row = pos.row;
     Tout* yr = y + row * N;
@@ -54,8 +54,7 @@ __device__ __forceinline__ void fwht_rows(const Tin* x, Tout* y, const float* __
 #pragma unroll
             for (int e0 = 0; e0 < V; e0 += VO) {
                 Vec<Tout, VO> v;
-#pragma unroll
-                for (int e = 0; e < VO; ++e) v.v[e] = from_f32<Tout>(o[e0 + e]);
+                f32_to_vec(o + e0, v);
                 *reinterpret_cast<Vec<Tout, VO>*>(yr + off + e0) = v;
             }
         } else {
@@ -96,6 +95,28 @@ FWHT_ALL(__nv_bfloat16, __nv_bfloat16, bf16, bf16)
 FWHT_ALL(__half, __half, f16, f16)
 FWHT_ALL(__nv_bfloat16, float, bf16, f32)
 FWHT_ALL(__half, float, f16, f32)
+
+// Tuning variants: EXTRA doublings of the elements per thread (see
+// EPT_SHIFT in hadamard.rs).
+#define FWHTX(T, NT, X, L)                                                                   \
+    extern "C" __global__ void __launch_bounds__(FwhtCfg<T, L, X>::BLOCK)                   \
+        hadamard_x##X##_##NT##_##L(const T* x, T* y, const float* signs, long long rows,    \
+                                   float scale, int signs_after, int chunks) {             \
+        fwht_rows<T, T, L, X>(x, y, signs, rows, scale, signs_after, chunks);              \
+    }
+#define FWHTX_ALL(T, NT, X) \
+    FWHTX(T, NT, X, 8)      \
+    FWHTX(T, NT, X, 9)      \
+    FWHTX(T, NT, X, 10)     \
+    FWHTX(T, NT, X, 11)     \
+    FWHTX(T, NT, X, 12)     \
+    FWHTX(T, NT, X, 13)     \
+    FWHTX(T, NT, X, 14)     \
+    FWHTX(T, NT, X, 15)
+FWHTX_ALL(float, f32, 1)
+FWHTX_ALL(float, f32, 2)
+FWHTX_ALL(__nv_bfloat16, bf16, 1)
+FWHTX_ALL(__nv_bfloat16, bf16, 2)
 
 // The mix. Block: 8 warps, 32 columns of the column space g = row·s + i
 // (element i of every chunk of a row); warp w computes outputs a = 8·(w + 8·k)

@@ -1,7 +1,5 @@
 //! The Hadamard transform on CUDA (kernels in `hadamard.cu`).
 
-use std::sync::Arc;
-
 use candle_core::backend::BackendStorage;
 use candle_core::cuda::CudaStorageSlice;
 use candle_core::{bail, CudaDevice, CudaStorage, DType, Layout, Result, Shape};
@@ -12,11 +10,16 @@ use crate::hadamard::{Direction, HadamardOp};
 /// The butterfly kernels' launch shape, as `FwhtCfg` in `fwht.cuh` computes
 /// it: (rows per block, threads per block, shared bytes).
 pub(crate) fn fwht_shape(log_n: u32, elem_bytes: usize) -> (usize, usize, usize) {
+    fwht_shape_x(log_n, elem_bytes, 0)
+}
+
+/// [`fwht_shape`] with `extra` doublings of the elements per thread.
+pub(crate) fn fwht_shape_x(log_n: u32, elem_bytes: usize, extra: u32) -> (usize, usize, usize) {
     let n = 1usize << log_n;
     let log_vec = if elem_bytes == 4 { 2 } else { 3 };
     let log_v = log_n.min(log_vec);
     let log_ept_min = if log_n >= 5 { (log_n - 4) / 2 } else { 0 };
-    let ept = 1usize << log_ept_min.max(log_v);
+    let ept = 1usize << (log_ept_min.max(log_v) + extra).min(log_n);
     let tpr = n / ept;
     let w = if tpr >= 32 { tpr / 32 } else { 1 };
     let rpb = if tpr >= 256 { 1 } else { 256 / tpr };
@@ -38,52 +41,25 @@ pub(crate) fn dtype_name(dtype: DType) -> Result<&'static str> {
     })
 }
 
-/// The m×m8 mix matrix M[b][a] (coefficient of input chunk b in output a),
-/// columns padded to a multiple of 8, for a direction.
-fn mix_matrix(op: &HadamardOp) -> Arc<[f32]> {
-    let plan = op.plan();
-    let m = plan.m();
-    let m8 = m.div_ceil(8) * 8;
-    // Forward: out a = Σ_b B[a][b] z_b, so M[b][a] = B[a][b] = Bᵀ[b][a].
-    let src = match op.direction() {
-        Direction::Forward => plan.base(Direction::Transposed),
-        Direction::Transposed => plan.base(Direction::Forward),
-    };
-    let mut out = vec![0.0f32; m * m8];
-    for b in 0..m {
-        out[b * m8..b * m8 + m].copy_from_slice(&src[b * m..(b + 1) * m]);
-    }
-    out.into()
-}
-
-/// Cached device copies of an op's signs and mix matrix.
+/// Cached device copies of an op's signs and mix matrix (0 where absent).
 fn device_arrays(op: &HadamardOp, dev: &CudaDevice) -> Result<(u64, u64)> {
-    static MIX: std::sync::Mutex<Vec<(usize, Arc<[f32]>)>> = std::sync::Mutex::new(Vec::new());
     let signs = match op.signs_arc() {
-        Some(s) => dptr(dev, &upload(dev, s)?, 0),
+        Some(s) => dptr(dev, &*upload(dev, s)?, 0),
         None => 0,
     };
     let mix = if op.plan().m() > 1 {
-        // One host matrix per (plan, direction), so the upload cache hits.
-        let key = Arc::as_ptr(op.plan()) as usize * 2
-            + (op.direction() == Direction::Transposed) as usize;
-        let host = {
-            let mut cache = MIX.lock().unwrap_or_else(|e| e.into_inner());
-            match cache.iter().find(|(k, _)| *k == key) {
-                Some((_, h)) => h.clone(),
-                None => {
-                    let h = mix_matrix(op);
-                    cache.push((key, h.clone()));
-                    h
-                }
-            }
-        };
-        dptr(dev, &upload(dev, &host)?, 0)
+        dptr(dev, &*upload(dev, op.plan().gpu_mix_matrix(op.direction()))?, 0)
     } else {
         0
     };
     Ok((signs, mix))
 }
+
+/// Extra doublings of the elements per thread of the power-of-two butterfly
+/// kernels (0, 1 or 2; f32→f32 and bf16→bf16, n = 2^8 .. 2^15 only), for
+/// benchmarking the register/shuffle trade-off. Not for normal use.
+#[doc(hidden)]
+pub static EPT_SHIFT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// Transforms `rows` rows at device address `x` (dtype `dtype`) into `y`
 /// (dtype `out`, may equal `x`); `tmp` is an f32 scratch of the same element

@@ -8,14 +8,14 @@
 
 pub(crate) mod channel_stats;
 pub(crate) mod gumbel_sample;
-pub(crate) mod hadamard;
+pub mod hadamard;
 pub(crate) mod rotate_quantize;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use candle_core::cuda::cudarc::driver::{CudaSlice, DevicePtr, DeviceRepr, LaunchConfig};
-use candle_core::cuda::{CudaStorageSlice, WrapErr};
+use candle_core::cuda::CudaStorageSlice;
 use candle_core::{bail, CudaDevice, CudaStorage, Result};
 
 /// (module name, PTX) of each source file.
@@ -70,6 +70,10 @@ pub(crate) fn cfg(grid: (u32, u32), block: u32, smem: u32) -> LaunchConfig {
 /// `DeviceRepr` value: device addresses as u64, sizes, scalars).
 macro_rules! launch {
     ($dev:expr, $module:expr, $name:expr, $cfg:expr, $($arg:expr),* $(,)?) => {{
+        #[allow(unused_imports)]
+        use candle_core::cuda::cudarc::driver::PushKernelArg;
+        #[allow(unused_imports)]
+        use candle_core::cuda::WrapErr;
         let func = $dev.get_or_load_custom_func(&$name, $module.0, $module.1)?;
         let cfg: candle_core::cuda::cudarc::driver::LaunchConfig = $cfg;
         if cfg.shared_mem_bytes > 48 * 1024 {

@@ -20,7 +20,7 @@ fn bits_of(b: Bits) -> u32 {
 
 fn signs_ptr(op: &HadamardOp, dev: &candle_core::CudaDevice) -> Result<u64> {
     Ok(match op.signs_arc() {
-        Some(s) => dptr(dev, &upload(dev, s)?, 0),
+        Some(s) => dptr(dev, &*upload(dev, s)?, 0),
         None => 0,
     })
 }

@@ -99,6 +99,12 @@ pub struct HadamardPlan {
     base_t: Arc<[f32]>,
     /// Table-method indices for B and Bᵀ (None when m = 1).
     mix: Option<Arc<(mix::MixPlan, mix::MixPlan)>>,
+    /// The GPU kernels' mix matrices M[b][a] (coefficient of input chunk b in
+    /// output a, columns padded to a multiple of 8) for each direction, made
+    /// on first use. Owned by the plan, so device copies can be cached by
+    /// this allocation for as long as it lives.
+    #[cfg_attr(not(any(feature = "cuda", feature = "metal")), allow(dead_code))]
+    gpu_mix: Arc<std::sync::OnceLock<(Arc<[f32]>, Arc<[f32]>)>>,
     scale: f32,
     path: CpuPath,
 }
@@ -152,6 +158,7 @@ impl HadamardPlan {
         let mix = (m > 1).then(|| Arc::new((mix::MixPlan::new(&b, m), mix::MixPlan::new(&bt, m))));
         Ok(HadamardPlan {
             mix,
+            gpu_mix: Arc::default(),
             n,
             m,
             s: n / m,
@@ -197,6 +204,29 @@ impl HadamardPlan {
     /// The implementation in use.
     pub fn path(&self) -> CpuPath {
         self.path
+    }
+
+    /// The GPU mix matrix for `dir` (see the field's docs).
+    #[cfg_attr(not(any(feature = "cuda", feature = "metal")), allow(dead_code))]
+    pub(crate) fn gpu_mix_matrix(&self, dir: Direction) -> &Arc<[f32]> {
+        let pair = self.gpu_mix.get_or_init(|| {
+            let m = self.m;
+            let m8 = m.div_ceil(8) * 8;
+            // Forward: output a = Σ_b B[a][b] z_b, so M[b][a] = B[a][b] = Bᵀ[b][a];
+            // transposed: M[b][a] = Bᵀ[a][b] = B[b][a].
+            let make = |src: &[f32]| -> Arc<[f32]> {
+                let mut out = vec![0.0f32; m * m8];
+                for b in 0..m {
+                    out[b * m8..b * m8 + m].copy_from_slice(&src[b * m..(b + 1) * m]);
+                }
+                out.into()
+            };
+            (make(&self.base_t), make(&self.base))
+        });
+        match dir {
+            Direction::Forward => &pair.0,
+            Direction::Transposed => &pair.1,
+        }
     }
 
     /// The base matrix for `dir` (B or Bᵀ), row-major ±1.0.
