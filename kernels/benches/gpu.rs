@@ -96,11 +96,17 @@ mod gpu {
 
         if args.iter().any(|a| a == "--profile") {
             // A few in-place transforms for a profiler (ncu) to look at.
-            for (dtype, k) in [(DType::BF16, 8u32), (DType::BF16, 9), (DType::F32, 13), (DType::F32, 14)] {
+            for (dtype, k) in [
+                (DType::BF16, 8u32),
+                (DType::BF16, 9),
+                (DType::F32, 13),
+                (DType::F32, 14),
+            ] {
                 let n = 1usize << k;
                 let rows = BATCH_BYTES / dtype.size_in_bytes() / n;
                 let x = random(&dev, (rows, n), dtype);
-                let op = HadamardOp::new(Arc::new(HadamardPlan::pow2(n).unwrap()), Direction::Forward);
+                let op =
+                    HadamardOp::new(Arc::new(HadamardPlan::pow2(n).unwrap()), Direction::Forward);
                 for _ in 0..3 {
                     hadamard_inplace(&x, &op).unwrap();
                 }
@@ -121,9 +127,13 @@ mod gpu {
         #[cfg(feature = "cuda")]
         let copy = {
             use candle_core::Storage;
-            let Device::Cuda(cd) = &dev else { unreachable!() };
+            let Device::Cuda(cd) = &dev else {
+                unreachable!()
+            };
             let (st, _) = src.storage_and_layout();
-            let Storage::Cuda(cs) = &*st else { unreachable!() };
+            let Storage::Cuda(cs) = &*st else {
+                unreachable!()
+            };
             let from = cs.as_cuda_slice::<f32>().unwrap();
             // SAFETY: written by the copy before anything reads it.
             let mut to = unsafe { cd.alloc::<f32>(BATCH_BYTES / 4) }.unwrap();
@@ -154,13 +164,25 @@ mod gpu {
                     let bytes = 2.0 * (rows * n * eb) as f64;
                     // Tuning variants of the power-of-two kernel (CUDA only).
                     #[cfg(feature = "cuda")]
-                    let shifts: &[u32] = if m == 1 { &[0, 1, 2] } else { &[0] };
+                    let shifts: &[u32] = if m == 1 {
+                        &[wb_kernels::cuda::hadamard::AUTO, 0, 1, 2, 3]
+                    } else {
+                        &[wb_kernels::cuda::hadamard::AUTO]
+                    };
                     #[cfg(not(feature = "cuda"))]
-                    let shifts: &[u32] = &[0];
+                    let shifts: &[u32] = &[u32::MAX];
                     for &shift in shifts {
                         #[cfg(feature = "cuda")]
-                        wb_kernels::cuda::hadamard::EPT_SHIFT.store(shift, std::sync::atomic::Ordering::Relaxed);
-                        let detail = format!("\"dtype\":\"{dtype:?}\",\"n\":{n},\"m\":{m},\"ept_shift\":{shift}");
+                        wb_kernels::cuda::hadamard::EPT_SHIFT
+                            .store(shift, std::sync::atomic::Ordering::Relaxed);
+                        let variant = if shift == u32::MAX {
+                            "\"auto\"".to_string()
+                        } else {
+                            shift.to_string()
+                        };
+                        let detail = format!(
+                            "\"dtype\":\"{dtype:?}\",\"n\":{n},\"m\":{m},\"variant\":{variant}"
+                        );
                         let t = time(&dev, || {
                             let _ = hadamard(&x, &op).unwrap();
                         });
@@ -169,7 +191,10 @@ mod gpu {
                         line("hadamard_inplace", &detail, bytes, t, copy);
                     }
                     #[cfg(feature = "cuda")]
-                    wb_kernels::cuda::hadamard::EPT_SHIFT.store(0, std::sync::atomic::Ordering::Relaxed);
+                    wb_kernels::cuda::hadamard::EPT_SHIFT.store(
+                        wb_kernels::cuda::hadamard::AUTO,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                 }
             }
         }

@@ -17,9 +17,9 @@
 #[doc(hidden)]
 pub mod cuda;
 pub mod elem;
+pub mod hadamard;
 #[cfg(feature = "metal")]
 mod metal;
-pub mod hadamard;
 pub mod philox;
 pub mod quant;
 pub mod sample;

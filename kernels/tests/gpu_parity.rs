@@ -132,18 +132,41 @@ fn hadamard_matches_cpu() {
                     .unwrap();
                 let want = host(&hadamard(&xc, &op).unwrap());
                 let xg = xc.to_device(&dev).unwrap();
-                poison(&dev);
-                let got = hadamard(&xg, &op).unwrap();
-                assert_eq!(got.dtype(), dtype);
-                let e = rel_err(&host(&got), &want);
-                assert!(
-                    e < tol,
-                    "n={n} (m={m}) rows={rows} {dir:?} {dtype:?}: rel err {e}"
+                // The CUDA kernels' variants (more elements per thread, the
+                // pipelined kernel) too.
+                #[cfg(feature = "cuda")]
+                let shifts: &[u32] = if m == 1 && k >= 8 {
+                    &[0, 1, 2, 3]
+                } else {
+                    &[0]
+                };
+                #[cfg(not(feature = "cuda"))]
+                let shifts: &[u32] = &[0];
+                for &shift in shifts {
+                    #[cfg(feature = "cuda")]
+                    wb_kernels::cuda::hadamard::EPT_SHIFT
+                        .store(shift, std::sync::atomic::Ordering::Relaxed);
+                    poison(&dev);
+                    let got = hadamard(&xg, &op).unwrap();
+                    assert_eq!(got.dtype(), dtype);
+                    let e = rel_err(&host(&got), &want);
+                    assert!(
+                        e < tol,
+                        "n={n} (m={m}) rows={rows} {dir:?} {dtype:?} variant {shift}: rel err {e}"
+                    );
+                    let xi = xg.copy().unwrap();
+                    hadamard_inplace(&xi, &op).unwrap();
+                    let e = rel_err(&host(&xi), &want);
+                    assert!(
+                        e < tol,
+                        "in place n={n} {dir:?} {dtype:?} variant {shift}: rel err {e}"
+                    );
+                }
+                #[cfg(feature = "cuda")]
+                wb_kernels::cuda::hadamard::EPT_SHIFT.store(
+                    wb_kernels::cuda::hadamard::AUTO,
+                    std::sync::atomic::Ordering::Relaxed,
                 );
-                let xi = xg.copy().unwrap();
-                hadamard_inplace(&xi, &op).unwrap();
-                let e = rel_err(&host(&xi), &want);
-                assert!(e < tol, "in place n={n} {dir:?} {dtype:?}: rel err {e}");
             }
         }
     }
@@ -191,7 +214,7 @@ fn rotate_quantize_matches_cpu() {
             let op = HadamardOp::new(p.clone(), dir).with_signs(&signs).unwrap();
             for bits in [Bits::Int8, Bits::Int4] {
                 for group in [None, Some(2), Some(4), Some(32)] {
-                    if group.is_some_and(|g| n % g != 0) {
+                    if group.is_some_and(|g| !n.is_multiple_of(g)) {
                         continue;
                     }
                     let cfg = QuantConfig {
@@ -419,4 +442,44 @@ fn gumbel_filter_margin_holds_for_every_input() {
         "approximation error {worst} exceeds 2^-12"
     );
     assert!(untrusted < 1 << 26, "{untrusted} untrusted inputs");
+}
+
+/// The pipelined kernel loops over rows within persistent blocks; with more
+/// rows than blocks (two per multiprocessor) that loop runs several times.
+#[cfg(feature = "cuda")]
+#[test]
+fn hadamard_pipelined_loops_over_rows() {
+    let dev = gpu();
+    let mut rng = Rng(5);
+    for (k, dtype, tol) in [
+        (13u32, DType::F32, 1e-5),
+        (15, DType::F32, 1e-5),
+        (11, DType::BF16, 1e-2),
+        (14, DType::BF16, 1e-2),
+    ] {
+        let p = plan(1, k);
+        let n = p.n();
+        let rows = 601;
+        let x = rng.vec(rows * n);
+        let signs: Vec<f32> = (0..n)
+            .map(|_| if rng.below(2) == 0 { 1.0 } else { -1.0 })
+            .collect();
+        for dir in [Direction::Forward, Direction::Transposed] {
+            let op = HadamardOp::new(p.clone(), dir).with_signs(&signs).unwrap();
+            let xc = Tensor::from_slice(&x, (rows, n), &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let want = host(&hadamard(&xc, &op).unwrap());
+            wb_kernels::cuda::hadamard::EPT_SHIFT.store(3, std::sync::atomic::Ordering::Relaxed);
+            poison(&dev);
+            let got = hadamard(&xc.to_device(&dev).unwrap(), &op);
+            wb_kernels::cuda::hadamard::EPT_SHIFT.store(
+                wb_kernels::cuda::hadamard::AUTO,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            let e = rel_err(&host(&got.unwrap()), &want);
+            assert!(e < tol, "n={n} {dtype:?} {dir:?}: rel err {e}");
+        }
+    }
 }

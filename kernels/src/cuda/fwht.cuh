@@ -58,25 +58,19 @@ __device__ __forceinline__ RowPos row_pos(long long rows) {
     return p;
 }
 
-// Loads the thread's elements of its row (signs applied if `signs_in`) and
-// does all the butterflies; r ends in the load layout, unscaled. All threads
-// of the block must call it (it synchronises).
+// Loads the thread's elements of its row into r (load layout; signs applied
+// if `signs`); zeros for a row past the end.
 template <typename Tin, int LOG_N, int EXTRA = 0>
-__device__ __forceinline__ void fwht_load_transform(const Tin* x, const float* __restrict__ signs_in,
-                                                    const RowPos& pos, float* smem,
-                                                    float (&r)[FwhtCfg<Tin, LOG_N, EXTRA>::EPT]) {
+__device__ __forceinline__ void fwht_load(const Tin* x, const float* __restrict__ signs, const RowPos& pos,
+                                          float (&r)[FwhtCfg<Tin, LOG_N, EXTRA>::EPT]) {
     using C = FwhtCfg<Tin, LOG_N, EXTRA>;
-    constexpr int N = C::N, V = C::V, EPT = C::EPT, TPR = C::TPR, W = C::W;
-    const int tid = pos.tid, rloc = pos.rloc, t = pos.t;
-    const bool live = pos.live;
+    constexpr int N = C::N, V = C::V, TPR = C::TPR;
+    const int t = pos.t;
     const Tin* xr = x + pos.row * N;
-    const float* signs = signs_in;
-    const int signs_after = 0;
-
 #pragma unroll
     for (int c = 0; c < C::CH; ++c) {
         const int off = (t + TPR * c) * V;
-        if (live) {
+        if (pos.live) {
             if constexpr (V * sizeof(Tin) == 16) {
                 Vec<Tin, V> v = *reinterpret_cast<const Vec<Tin, V>*>(xr + off);
                 vec_to_f32(v, r + c * V);
@@ -84,7 +78,7 @@ __device__ __forceinline__ void fwht_load_transform(const Tin* x, const float* _
 #pragma unroll
                 for (int e = 0; e < V; ++e) r[c * V + e] = to_f32(xr[off + e]);
             }
-            if (signs != nullptr && !signs_after) {
+            if (signs != nullptr) {
 #pragma unroll
                 for (int e = 0; e < V; ++e) r[c * V + e] *= __ldg(signs + off + e);
             }
@@ -93,6 +87,16 @@ __device__ __forceinline__ void fwht_load_transform(const Tin* x, const float* _
             for (int e = 0; e < V; ++e) r[c * V + e] = 0.0f;
         }
     }
+}
+
+// All the butterflies of the row held in r (load layout, unscaled). All
+// threads of the block must call it (it synchronises when W > 1).
+template <typename Tin, int LOG_N, int EXTRA = 0>
+__device__ __forceinline__ void fwht_transform(const RowPos& pos, float* smem,
+                                               float (&r)[FwhtCfg<Tin, LOG_N, EXTRA>::EPT]) {
+    using C = FwhtCfg<Tin, LOG_N, EXTRA>;
+    constexpr int N = C::N, V = C::V, EPT = C::EPT, TPR = C::TPR, W = C::W;
+    const int tid = pos.tid, rloc = pos.rloc, t = pos.t;
 
     fwht_regs<EPT>(r);
 
@@ -149,6 +153,15 @@ __device__ __forceinline__ void fwht_load_transform(const Tin* x, const float* _
             }
         }
     }
+}
+
+// Load, then all the butterflies.
+template <typename Tin, int LOG_N, int EXTRA = 0>
+__device__ __forceinline__ void fwht_load_transform(const Tin* x, const float* __restrict__ signs_in,
+                                                    const RowPos& pos, float* smem,
+                                                    float (&r)[FwhtCfg<Tin, LOG_N, EXTRA>::EPT]) {
+    fwht_load<Tin, LOG_N, EXTRA>(x, signs_in, pos, r);
+    fwht_transform<Tin, LOG_N, EXTRA>(pos, smem, r);
 }
 
 }  // namespace wb

@@ -51,7 +51,7 @@ pub(crate) fn sample_with(
     let (seed_lo, seed_hi) = (g.seed as u32, (g.seed >> 32) as u32);
     let inv_t = g.inv_temperature();
     // Four logits per thread and step: vector loads when rows stay aligned.
-    let vec = (vocab % 4 == 0 && (start * eb) % (4 * eb) == 0) as i32;
+    let vec = (vocab.is_multiple_of(4) && (start * eb).is_multiple_of(4 * eb)) as i32;
     let name = if exact_only {
         format!("gumbel_exact_{t}")
     } else {
@@ -122,7 +122,7 @@ pub fn margin_check(dev: &CudaDevice) -> Result<(f32, u64)> {
     launch!(
         dev,
         GUMBEL_SAMPLE,
-        "gumbel_margin_check".to_string(),
+        "gumbel_margin_check",
         cfg((132 * 16, 1), 256, 0),
         0u64,
         count,

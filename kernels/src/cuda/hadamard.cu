@@ -96,6 +96,78 @@ FWHT_ALL(__half, __half, f16, f16)
 FWHT_ALL(__nv_bfloat16, float, bf16, f32)
 FWHT_ALL(__half, float, f16, f32)
 
+// The software-pipelined kernel for long rows (one row per block, RPB = 1):
+// persistent blocks loop over rows, and the loads of the next row are issued
+// before the current row's butterflies and shared-memory exchange, so memory
+// stays busy while a block computes (with one or two 64–128 KiB blocks per
+// multiprocessor there is otherwise little else to overlap with).
+template <typename Tin, typename Tout, int LOG_N>
+__device__ __forceinline__ void fwht_rows_pipelined(const Tin* x, Tout* y, const float* __restrict__ signs,
+                                                    long long rows, float scale, int signs_after) {
+    using C = FwhtCfg<Tin, LOG_N>;
+    static_assert(C::RPB == 1, "pipelined rows need one row per block");
+    constexpr int N = C::N, V = C::V, TPR = C::TPR;
+    extern __shared__ float smem[];
+    const float* sin = signs_after ? nullptr : signs;
+    RowPos pos;
+    pos.tid = threadIdx.x;
+    pos.rloc = 0;
+    pos.t = threadIdx.x;
+    pos.row = blockIdx.x;
+    pos.live = pos.row < rows;
+    float next[C::EPT];
+    fwht_load<Tin, LOG_N>(x, sin, pos, next);
+    const int t = pos.t;
+    for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
+        float r[C::EPT];
+#pragma unroll
+        for (int j = 0; j < C::EPT; ++j) r[j] = next[j];
+        RowPos ahead = pos;
+        ahead.row = row + gridDim.x;
+        ahead.live = ahead.row < rows;
+        fwht_load<Tin, LOG_N>(x, sin, ahead, next);
+        pos.row = row;
+        pos.live = true;
+        fwht_transform<Tin, LOG_N>(pos, smem, r);
+        Tout* yr = y + row * N;
+#pragma unroll
+        for (int c = 0; c < C::CH; ++c) {
+            const int off = (t + TPR * c) * V;
+            float o[V];
+#pragma unroll
+            for (int e = 0; e < V; ++e) {
+                o[e] = r[c * V + e] * scale;
+                if (signs != nullptr && signs_after) o[e] *= __ldg(signs + off + e);
+            }
+            constexpr int VO = 16 / sizeof(Tout);
+#pragma unroll
+            for (int e0 = 0; e0 < V; e0 += VO) {
+                Vec<Tout, VO> v;
+                f32_to_vec(o + e0, v);
+                *reinterpret_cast<Vec<Tout, VO>*>(yr + off + e0) = v;
+            }
+        }
+        // The next row's exchange must not overwrite shared memory this
+        // row's threads may still be reading back.
+        __syncthreads();
+    }
+}
+
+#define FWHTP(T, NT, L)                                                                     \
+    extern "C" __global__ void __launch_bounds__(FwhtCfg<T, L>::BLOCK)                     \
+        hadamard_p_##NT##_##L(const T* x, T* y, const float* signs, long long rows,        \
+                              float scale, int signs_after, int chunks) {                  \
+        fwht_rows_pipelined<T, T, L>(x, y, signs, rows, scale, signs_after);               \
+    }
+FWHTP(float, f32, 13)
+FWHTP(float, f32, 14)
+FWHTP(float, f32, 15)
+FWHTP(__nv_bfloat16, bf16, 11)
+FWHTP(__nv_bfloat16, bf16, 12)
+FWHTP(__nv_bfloat16, bf16, 13)
+FWHTP(__nv_bfloat16, bf16, 14)
+FWHTP(__nv_bfloat16, bf16, 15)
+
 // Tuning variants: EXTRA doublings of the elements per thread (see
 // EPT_SHIFT in hadamard.rs).
 #define FWHTX(T, NT, X, L)                                                                   \

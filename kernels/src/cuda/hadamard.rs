@@ -48,7 +48,11 @@ fn device_arrays(op: &HadamardOp, dev: &CudaDevice) -> Result<(u64, u64)> {
         None => 0,
     };
     let mix = if op.plan().m() > 1 {
-        dptr(dev, &*upload(dev, op.plan().gpu_mix_matrix(op.direction()))?, 0)
+        dptr(
+            dev,
+            &*upload(dev, op.plan().gpu_mix_matrix(op.direction()))?,
+            0,
+        )
     } else {
         0
     };
@@ -59,7 +63,18 @@ fn device_arrays(op: &HadamardOp, dev: &CudaDevice) -> Result<(u64, u64)> {
 /// kernels (0, 1 or 2; f32→f32 and bf16→bf16, n = 2^8 .. 2^15 only), for
 /// benchmarking the register/shuffle trade-off. Not for normal use.
 #[doc(hidden)]
-pub static EPT_SHIFT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+pub static EPT_SHIFT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(AUTO);
+
+/// [`EPT_SHIFT`]'s default: the variant measured fastest for each case.
+#[doc(hidden)]
+pub const AUTO: u32 = u32::MAX;
+
+/// The variant used by default, from H100 measurements (notes in
+/// `kernels/gpu/README.md`): one extra doubling for bf16 rows of 512
+/// (0.81 of copy bandwidth instead of 0.68); the base kernel elsewhere.
+fn default_variant(dtype: DType, log_s: u32) -> u32 {
+    u32::from(dtype == DType::BF16 && log_s == 9)
+}
 
 /// Transforms `rows` rows at device address `x` (dtype `dtype`) into `y`
 /// (dtype `out`, may equal `x`); `tmp` is an f32 scratch of the same element
@@ -87,14 +102,51 @@ pub(crate) fn run(
     let (rpb, block, smem) = fwht_shape(log_s, in_bytes);
     let tin = super::hadamard::dtype_name(dtype)?;
     if m == 1 {
-        let name = format!("hadamard_{tin}_{}_{log_s}", dtype_name(out)?);
+        let shift = match EPT_SHIFT.load(std::sync::atomic::Ordering::Relaxed) {
+            AUTO => default_variant(dtype, log_s),
+            v => v.min(3),
+        };
+        let same = dtype == out && matches!(dtype, DType::F32 | DType::BF16);
+        let pipelined = shift == 3
+            && same
+            && match dtype {
+                DType::F32 => (13..=15).contains(&log_s),
+                _ => (11..=15).contains(&log_s),
+            };
+        let variant = (1..=2).contains(&shift) && same && (8..=15).contains(&log_s);
+        let (name, block, smem, grid) = if pipelined {
+            // Persistent blocks: two per multiprocessor at most.
+            let sms = dev
+                .cuda_stream()
+                .context()
+                .attribute(
+                    candle_core::cuda::cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+                )
+                .unwrap_or(132) as usize;
+            (
+                format!("hadamard_p_{tin}_{log_s}"),
+                block,
+                smem,
+                rows.min(2 * sms),
+            )
+        } else if variant {
+            let (rpb, block, smem) = fwht_shape_x(log_s, in_bytes, shift);
+            (
+                format!("hadamard_x{shift}_{tin}_{log_s}"),
+                block,
+                smem,
+                rows.div_ceil(rpb),
+            )
+        } else {
+            let name = format!("hadamard_{tin}_{}_{log_s}", dtype_name(out)?);
+            (name, block, smem, rows.div_ceil(rpb))
+        };
         let signs_after = (op.direction() == Direction::Transposed) as i32;
-        let grid = rows.div_ceil(rpb) as u32;
         launch!(
             dev,
             HADAMARD,
             name,
-            cfg((grid, 1), block as u32, smem as u32),
+            cfg((grid as u32, 1), block as u32, smem as u32),
             x,
             y,
             signs,
@@ -152,7 +204,7 @@ pub(crate) fn run(
 
 /// Checks the 16-byte alignment the vector loads need.
 pub(crate) fn check_aligned(what: &str, offset: usize, elem_bytes: usize) -> Result<()> {
-    if (offset * elem_bytes) % 16 != 0 {
+    if !(offset * elem_bytes).is_multiple_of(16) {
         bail!("{what}: the CUDA input must start on a 16-byte boundary (copy the tensor first)");
     }
     Ok(())

@@ -48,6 +48,9 @@ use candle_core::{bail, Result};
 use rayon::prelude::*;
 use std::sync::Arc;
 
+/// The GPU mix matrices of a plan: (forward, transposed).
+type MixPair = (Arc<[f32]>, Arc<[f32]>);
+
 /// Which of the two transforms a plan applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -104,7 +107,7 @@ pub struct HadamardPlan {
     /// on first use. Owned by the plan, so device copies can be cached by
     /// this allocation for as long as it lives.
     #[cfg_attr(not(any(feature = "cuda", feature = "metal")), allow(dead_code))]
-    gpu_mix: Arc<std::sync::OnceLock<(Arc<[f32]>, Arc<[f32]>)>>,
+    gpu_mix: Arc<std::sync::OnceLock<MixPair>>,
     scale: f32,
     path: CpuPath,
 }

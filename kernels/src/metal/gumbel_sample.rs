@@ -82,7 +82,12 @@ pub(crate) fn sample(
         e.set_bytes(5, &rows);
     })?;
     let wrap = |buf, dt| {
-        Tensor::from_storage(Storage::Metal(MetalStorage::new(buf, dev.clone(), batch, dt)), batch, BackpropOp::none(), false)
+        Tensor::from_storage(
+            Storage::Metal(MetalStorage::new(buf, dev.clone(), batch, dt)),
+            batch,
+            BackpropOp::none(),
+            false,
+        )
     };
     Ok((wrap(tokens, DType::U32), wrap(scores, DType::F32)))
 }

@@ -67,7 +67,11 @@ pub(crate) fn run(
     let transposed = op.direction() == Direction::Transposed;
     let block = s.min(BLOCK);
     let one_pass = m == 1 && s == block;
-    let mid_holder = if one_pass { None } else { Some(dev.new_buffer(rows * n, DType::F32, "wb_hadamard_mid")?) };
+    let mid_holder = if one_pass {
+        None
+    } else {
+        Some(dev.new_buffer(rows * n, DType::F32, "wb_hadamard_mid")?)
+    };
     let (mid, mid_off): (&Buffer, usize) = match &mid_holder {
         Some(b) => (b, 0),
         None => (y, y_off),
@@ -87,7 +91,11 @@ pub(crate) fn run(
     };
     let sbuf: &Buffer = signs.as_deref().unwrap_or(x);
     // Pass 1: butterflies inside blocks (the whole transform when one_pass).
-    let name = if one_pass { format!("fwht_block_{tin}_{tout}") } else { format!("fwht_block_{tin}_f32") };
+    let name = if one_pass {
+        format!("fwht_block_{tin}_{tout}")
+    } else {
+        format!("fwht_block_{tin}_f32")
+    };
     let (dst, dst_off) = if one_pass { (y, y_off) } else { (mid, mid_off) };
     // Forward signs go on at load; transposed ones at the very end (here only
     // when this pass is the end).
@@ -97,13 +105,19 @@ pub(crate) fn run(
         ..params
     };
     let p = pipeline(dev, HADAMARD, &name)?;
-    dispatch(dev, &p, size(chunk_rows * (s / block), 1), size(256, 1), |e| {
-        e.set_input_buffer(0, Some(x), x_off);
-        e.set_output_buffer(1, Some(dst), dst_off);
-        e.set_input_buffer(2, Some(sbuf), 0);
-        e.set_bytes(3, &p1);
-        e.set_threadgroup_memory_length(0, block * 4);
-    })?;
+    dispatch(
+        dev,
+        &p,
+        size(chunk_rows * (s / block), 1),
+        size(256, 1),
+        |e| {
+            e.set_input_buffer(0, Some(x), x_off);
+            e.set_output_buffer(1, Some(dst), dst_off);
+            e.set_input_buffer(2, Some(sbuf), 0);
+            e.set_bytes(3, &p1);
+            e.set_threadgroup_memory_length(0, block * 4);
+        },
+    )?;
     if one_pass {
         return Ok(());
     }
@@ -147,17 +161,27 @@ pub(crate) fn run(
     };
     let p = pipeline(dev, HADAMARD, &format!("mix_{tout}"))?;
     let cols = rows * s;
-    dispatch(dev, &p, size(cols.div_ceil(32), m.div_ceil(8)), size(32, 8), |e| {
-        e.set_input_buffer(0, Some(mid), mid_off);
-        e.set_output_buffer(1, Some(y), y_off);
-        e.set_input_buffer(2, Some(&mat), 0);
-        e.set_input_buffer(3, Some(sbuf), 0);
-        e.set_bytes(4, &mp);
-    })?;
+    dispatch(
+        dev,
+        &p,
+        size(cols.div_ceil(32), m.div_ceil(8)),
+        size(32, 8),
+        |e| {
+            e.set_input_buffer(0, Some(mid), mid_off);
+            e.set_output_buffer(1, Some(y), y_off);
+            e.set_input_buffer(2, Some(&mat), 0);
+            e.set_input_buffer(3, Some(sbuf), 0);
+            e.set_bytes(4, &mp);
+        },
+    )?;
     Ok(())
 }
 
-pub(crate) fn forward(op: &HadamardOp, storage: &MetalStorage, layout: &Layout) -> Result<(MetalStorage, Shape)> {
+pub(crate) fn forward(
+    op: &HadamardOp,
+    storage: &MetalStorage,
+    layout: &Layout,
+) -> Result<(MetalStorage, Shape)> {
     if !layout.is_contiguous() {
         bail!("hadamard: the input must be contiguous");
     }
@@ -167,9 +191,22 @@ pub(crate) fn forward(op: &HadamardOp, storage: &MetalStorage, layout: &Layout) 
     let out = dev.new_buffer(elems, dtype, "wb_hadamard")?;
     let rows = elems / op.plan().n();
     if rows > 0 {
-        run(op, &dev, storage.buffer(), layout.start_offset() * dtype.size_in_bytes(), dtype, &out, 0, dtype, rows)?;
+        run(
+            op,
+            &dev,
+            storage.buffer(),
+            layout.start_offset() * dtype.size_in_bytes(),
+            dtype,
+            &out,
+            0,
+            dtype,
+            rows,
+        )?;
     }
-    Ok((MetalStorage::new(out, dev, elems, dtype), layout.shape().clone()))
+    Ok((
+        MetalStorage::new(out, dev, elems, dtype),
+        layout.shape().clone(),
+    ))
 }
 
 pub(crate) fn inplace(op: &HadamardOp, storage: &mut MetalStorage, layout: &Layout) -> Result<()> {

@@ -24,9 +24,12 @@ use objc2_metal::{MTLCompileOptions, MTLSize};
 const COMMON: &str = include_str!("common.metal");
 /// (library name, MSL) of each op.
 pub(crate) const HADAMARD: (&str, &str) = ("hadamard", include_str!("hadamard.metal"));
-pub(crate) const ROTATE_QUANTIZE: (&str, &str) = ("rotate_quantize", include_str!("rotate_quantize.metal"));
-pub(crate) const CHANNEL_STATS: (&str, &str) = ("channel_stats", include_str!("channel_stats.metal"));
-pub(crate) const GUMBEL_SAMPLE: (&str, &str) = ("gumbel_sample", include_str!("gumbel_sample.metal"));
+pub(crate) const ROTATE_QUANTIZE: (&str, &str) =
+    ("rotate_quantize", include_str!("rotate_quantize.metal"));
+pub(crate) const CHANNEL_STATS: (&str, &str) =
+    ("channel_stats", include_str!("channel_stats.metal"));
+pub(crate) const GUMBEL_SAMPLE: (&str, &str) =
+    ("gumbel_sample", include_str!("gumbel_sample.metal"));
 
 fn err(what: &str, e: impl std::fmt::Display) -> candle_core::Error {
     candle_core::Error::Msg(format!("wb-kernels metal: {what}: {e}"))
@@ -36,11 +39,21 @@ type PipelineKey = (candle_core::metal_backend::DeviceId, String);
 
 /// The pipeline of kernel `name` of `module` on `dev`, compiled on first use
 /// (per device: libraries and pipelines belong to one MTLDevice).
-pub(crate) fn pipeline(dev: &MetalDevice, module: (&str, &str), name: &str) -> Result<ComputePipeline> {
+pub(crate) fn pipeline(
+    dev: &MetalDevice,
+    module: (&str, &str),
+    name: &str,
+) -> Result<ComputePipeline> {
     static PIPELINES: Mutex<Option<HashMap<PipelineKey, ComputePipeline>>> = Mutex::new(None);
-    static LIBRARIES: Mutex<Option<HashMap<PipelineKey, candle_metal_kernels::metal::Library>>> = Mutex::new(None);
+    static LIBRARIES: Mutex<Option<HashMap<PipelineKey, candle_metal_kernels::metal::Library>>> =
+        Mutex::new(None);
     let key = (dev.id(), format!("{}::{name}", module.0));
-    if let Some(p) = PIPELINES.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).get(&key) {
+    if let Some(p) = PIPELINES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .get(&key)
+    {
         return Ok(p.clone());
     }
     let lib_key = (dev.id(), module.0.to_string());
@@ -54,15 +67,25 @@ pub(crate) fn pipeline(dev: &MetalDevice, module: (&str, &str), name: &str) -> R
                 #[allow(deprecated)]
                 options.setFastMathEnabled(false);
                 let src = format!("{COMMON}\n{}", module.1);
-                let l = dev.device().new_library_with_source(&src, Some(&options)).map_err(|e| err(module.0, e))?;
+                let l = dev
+                    .device()
+                    .new_library_with_source(&src, Some(&options))
+                    .map_err(|e| err(module.0, e))?;
                 libs.insert(lib_key, l.clone());
                 l
             }
         }
     };
     let function = library.get_function(name, None).map_err(|e| err(name, e))?;
-    let p = dev.device().new_compute_pipeline_state_with_function(&function).map_err(|e| err(name, e))?;
-    PIPELINES.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).insert(key, p.clone());
+    let p = dev
+        .device()
+        .new_compute_pipeline_state_with_function(&function)
+        .map_err(|e| err(name, e))?;
+    PIPELINES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(key, p.clone());
     Ok(p)
 }
 
@@ -84,7 +107,11 @@ pub(crate) fn upload(dev: &MetalDevice, host: &Arc<[f32]>) -> Result<Arc<Buffer>
 
 /// A 1-, 2- or 3-d size.
 pub(crate) fn size(w: usize, h: usize) -> MTLSize {
-    MTLSize { width: w, height: h, depth: 1 }
+    MTLSize {
+        width: w,
+        height: h,
+        depth: 1,
+    }
 }
 
 /// Encodes one dispatch of `threadgroups` groups of `threads` threads; `bind`
