@@ -93,7 +93,8 @@ pub(crate) fn pipeline(
 /// array, kept while the host array lives (held by the cache).
 pub(crate) fn upload(dev: &MetalDevice, host: &Arc<[f32]>) -> Result<Arc<Buffer>> {
     type Key = (candle_core::metal_backend::DeviceId, usize);
-    static CACHE: Mutex<Option<HashMap<Key, (Arc<[f32]>, Arc<Buffer>)>>> = Mutex::new(None);
+    type Uploads = HashMap<Key, (Arc<[f32]>, Arc<Buffer>)>;
+    static CACHE: Mutex<Option<Uploads>> = Mutex::new(None);
     let key = (dev.id(), Arc::as_ptr(host) as *const f32 as usize);
     let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let cache = guard.get_or_insert_with(HashMap::new);
