@@ -117,13 +117,20 @@ pub fn group_scale(absmax: f32, cfg: &QuantConfig) -> (f32, f32) {
     }
 }
 
-/// The code of one rotated value, given the group's reciprocal scale.
+/// The code of one rotated value, given the group's reciprocal scale:
+/// clamp(round_half_even(y · inv), −qmax, qmax), NaN → 0.
+///
+/// Rounding is done as (v + 1.5·2^23) − 1.5·2^23 after clamping (qmax is an
+/// integer, so clamping first gives the same code): the IEEE add rounds to
+/// the nearest integer, ties to even, like CUDA's `rintf`, without the libm
+/// call `round_ties_even` becomes on x86-64 before SSE4.1.
 #[inline(always)]
 pub fn code(y: f32, inv_scale: f32, qmax: f32) -> i32 {
-    let r = (y * inv_scale).round_ties_even();
-    if r.is_nan() {
+    const MAGIC: f32 = 12_582_912.0;
+    let v = y * inv_scale;
+    if v.is_nan() {
         0
     } else {
-        r.clamp(-qmax, qmax) as i32
+        ((v.clamp(-qmax, qmax) + MAGIC) - MAGIC) as i32
     }
 }

@@ -39,14 +39,16 @@ pub(crate) fn partials<T: Elem>(
 
 /// Pébay's one-value update of (count, mean, M2, M3, M4, absmax) in f32,
 /// in the order the GPU kernels use; NaN leaves the state unchanged.
+///
+/// Written without a branch (a NaN contributes delta = 0 and no count, which
+/// adds exact zeros), so the loop over channels vectorises.
 #[inline(always)]
 pub(crate) fn update(s: &mut [f32; FIELDS], x: f32) {
-    if x.is_nan() {
-        return;
-    }
     let [count, mean, m2, m3, m4, absmax] = *s;
+    let ok = !x.is_nan();
+    let x = if ok { x } else { mean };
     let n1 = count;
-    let n = count + 1.0;
+    let n = if ok { count + 1.0 } else { count.max(1.0) };
     let delta = x - mean;
     let dn = delta / n;
     let dn2 = dn * dn;
@@ -55,7 +57,7 @@ pub(crate) fn update(s: &mut [f32; FIELDS], x: f32) {
     s[3] = m3 + t1 * dn * (n - 2.0) - 3.0 * dn * m2;
     s[2] = m2 + t1;
     s[1] = mean + dn;
-    s[0] = n;
+    s[0] = if ok { n } else { count };
     s[5] = absmax.max(x.abs());
 }
 
@@ -65,14 +67,26 @@ fn block_tile<T: Elem>(
     rows: std::ops::Range<usize>,
     cols: std::ops::Range<usize>,
 ) -> Vec<f32> {
-    let mut acc = vec![[0f32; FIELDS]; cols.len()];
-    for r in rows {
-        let row = &x[r * channels + cols.start..r * channels + cols.end];
-        for (s, v) in acc.iter_mut().zip(row) {
-            update(s, v.to_f32());
+    // Structure of arrays, so the update vectorises across channels.
+    let w = cols.len();
+    let (mut count, mut mean, mut m2) = (vec![0f32; w], vec![0f32; w], vec![0f32; w]);
+    let (mut m3, mut m4, mut absmax) = (vec![0f32; w], vec![0f32; w], vec![0f32; w]);
+    {
+        // Equal lengths, stated once, let the compiler drop the bounds checks.
+        let (count, mean, m2) = (&mut count[..w], &mut mean[..w], &mut m2[..w]);
+        let (m3, m4, absmax) = (&mut m3[..w], &mut m4[..w], &mut absmax[..w]);
+        for r in rows {
+            let row = &x[r * channels + cols.start..r * channels + cols.start + w];
+            for c in 0..w {
+                let mut s = [count[c], mean[c], m2[c], m3[c], m4[c], absmax[c]];
+                update(&mut s, row[c].to_f32());
+                [count[c], mean[c], m2[c], m3[c], m4[c], absmax[c]] = s;
+            }
         }
     }
-    acc.into_iter().flatten().collect()
+    (0..w)
+        .flat_map(|c| [count[c], mean[c], m2[c], m3[c], m4[c], absmax[c]])
+        .collect()
 }
 
 /// The plain reference: two passes in f64 over each channel of `x`
