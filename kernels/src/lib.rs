@@ -1,7 +1,29 @@
-//! Custom ops of the workbench.
+//! Custom ops of the workbench, each with one plain CPU reference and fast
+//! paths (CPU SIMD; CUDA behind the `cuda` feature; Metal behind `metal`) that
+//! are tested against it.
 //!
-//! Each op has one plain CPU reference here; GPU versions (CUDA, Metal) follow the
-//! same algorithms and are tested against it. For now the crate holds the
-//! counter-based generator that every backend must reproduce bit for bit.
+//! - [`philox`]: the counter-based generator every backend reproduces bit for
+//!   bit.
+//! - [`hadamard`]: the fast normalised Hadamard transform of orders m·2^k, as
+//!   candle ops (out of place with backward, and in place).
+//! - [`quant`]: fused rotation and int8/int4 quantization, dequantization and
+//!   fake quantization with a straight-through backward.
+//! - [`stats`]: per-channel count, mean, central moments and absmax in
+//!   mergeable partials.
+//! - [`sample`]: Gumbel-max sampling with Philox noise, bit-identical across
+//!   backends.
 
+#[cfg(feature = "cuda")]
+#[doc(hidden)]
+pub mod cuda;
+pub mod elem;
+pub mod hadamard;
+#[cfg(feature = "metal")]
+mod metal;
 pub mod philox;
+pub mod quant;
+pub mod sample;
+pub mod stats;
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -1,0 +1,306 @@
+//! GPU timings of every op against the device-to-device copy bandwidth
+//! measured in the same run. `cargo bench -p wb-kernels --features cuda
+//! --bench gpu` (or `--features metal`). Bandwidth counts the bytes an op
+//! must read plus those it must write, once each; "vs_copy" divides it by the
+//! copy's (bytes read + written over time): on CUDA a driver device-to-device
+//! memcpy of 256 MiB into a preallocated buffer (`cuMemcpyDtoDAsync`), on
+//! Metal a `Tensor::copy`. `Tensor::copy` on CUDA (which allocates its
+//! output) is printed too: candle's allocation per call costs about as much
+//! as it does for every out-of-place op here, which the in-place Hadamard
+//! rows avoid.
+//!
+//! Timing: after two warm-up calls, `ITERS` calls back to back, then a device
+//! synchronisation; the median over `REPS` such batches, per call. Inputs
+//! are random (never zeros).
+
+#[cfg(any(feature = "cuda", feature = "metal"))]
+mod gpu {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use candle_core::{DType, Device, Tensor};
+    use wb_kernels::hadamard::{hadamard, hadamard_inplace, Direction, HadamardOp, HadamardPlan};
+    use wb_kernels::quant::{rotate_quantize, Bits, QuantConfig};
+    use wb_kernels::sample::GumbelSampler;
+    use wb_kernels::stats::channel_stats;
+
+    const ITERS: usize = 10;
+    const REPS: usize = 7;
+    const BATCH_BYTES: usize = 256 << 20;
+
+    fn time<F: FnMut()>(dev: &Device, mut f: F) -> f64 {
+        f();
+        f();
+        dev.synchronize().unwrap();
+        let mut per = Vec::new();
+        for _ in 0..REPS {
+            let t = Instant::now();
+            for _ in 0..ITERS {
+                f();
+            }
+            dev.synchronize().unwrap();
+            per.push(t.elapsed().as_secs_f64() / ITERS as f64);
+        }
+        per.sort_by(f64::total_cmp);
+        per[REPS / 2]
+    }
+
+    fn random(dev: &Device, shape: (usize, usize), dtype: DType) -> Tensor {
+        Tensor::rand(-1f32, 1f32, shape, dev)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap()
+    }
+
+    fn paley(q: usize) -> Vec<i8> {
+        let residue = |a: usize| (1..q).any(|x| x * x % q == a);
+        let m = q + 1;
+        let mut h = vec![0i8; m * m];
+        for i in 0..m {
+            for j in 0..m {
+                let s: i8 = match (i, j) {
+                    (0, 0) => 0,
+                    (0, _) => 1,
+                    (_, 0) => -1,
+                    _ if i == j => 0,
+                    _ if residue((j + q - i) % q) => 1,
+                    _ => -1,
+                };
+                h[i * m + j] = s + i8::from(i == j);
+            }
+        }
+        h
+    }
+
+    fn line(op: &str, detail: &str, bytes: f64, secs: f64, copy: f64) {
+        let gbs = bytes / secs / 1e9;
+        println!(
+            "{{\"op\":\"{op}\",{detail},\"ms\":{:.4},\"gb_per_s\":{gbs:.1},\"vs_copy\":{:.3}}}",
+            secs * 1e3,
+            gbs / copy
+        );
+    }
+
+    pub fn main() {
+        #[cfg(feature = "cuda")]
+        let dev = Device::new_cuda(0).expect("CUDA device 0");
+        #[cfg(all(feature = "metal", not(feature = "cuda")))]
+        let dev = Device::new_metal(0).expect("Metal device 0");
+        let args: Vec<String> = std::env::args().collect();
+        let only = args
+            .iter()
+            .position(|a| a == "--only")
+            .and_then(|i| args.get(i + 1))
+            .cloned();
+        let run = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+
+        if args.iter().any(|a| a == "--profile") {
+            // A few in-place transforms for a profiler (ncu) to look at.
+            for (dtype, k) in [
+                (DType::BF16, 8u32),
+                (DType::BF16, 9),
+                (DType::F32, 13),
+                (DType::F32, 14),
+            ] {
+                let n = 1usize << k;
+                let rows = BATCH_BYTES / dtype.size_in_bytes() / n;
+                let x = random(&dev, (rows, n), dtype);
+                let op =
+                    HadamardOp::new(Arc::new(HadamardPlan::pow2(n).unwrap()), Direction::Forward);
+                for _ in 0..3 {
+                    hadamard_inplace(&x, &op).unwrap();
+                }
+                dev.synchronize().unwrap();
+            }
+            return;
+        }
+
+        let src = random(&dev, (BATCH_BYTES / 4 / 1024, 1024), DType::F32);
+        let t_copy = time(&dev, || {
+            let _ = src.copy().unwrap();
+        });
+        let candle_copy = 2.0 * BATCH_BYTES as f64 / t_copy / 1e9;
+        println!(
+            "{{\"op\":\"candle_tensor_copy\",\"mib\":256,\"ms\":{:.4},\"gb_per_s\":{candle_copy:.1}}}",
+            t_copy * 1e3
+        );
+        #[cfg(feature = "cuda")]
+        let copy = {
+            use candle_core::Storage;
+            let Device::Cuda(cd) = &dev else {
+                unreachable!()
+            };
+            let (st, _) = src.storage_and_layout();
+            let Storage::Cuda(cs) = &*st else {
+                unreachable!()
+            };
+            let from = cs.as_cuda_slice::<f32>().unwrap();
+            // SAFETY: written by the copy before anything reads it.
+            let mut to = unsafe { cd.alloc::<f32>(BATCH_BYTES / 4) }.unwrap();
+            let t = time(&dev, || cd.memcpy_dtod(from, &mut to).unwrap());
+            let gbs = 2.0 * BATCH_BYTES as f64 / t / 1e9;
+            println!(
+                "{{\"op\":\"copy\",\"how\":\"cuMemcpyDtoDAsync\",\"mib\":256,\"ms\":{:.4},\"gb_per_s\":{gbs:.1}}}",
+                t * 1e3
+            );
+            gbs
+        };
+        #[cfg(not(feature = "cuda"))]
+        let copy = candle_copy;
+        drop(src);
+
+        if run("hadamard") {
+            for dtype in [DType::F32, DType::BF16] {
+                let eb = dtype.size_in_bytes();
+                let mut orders: Vec<(usize, u32)> = (8..=15).map(|k| (1, k)).collect();
+                orders.extend([(180, 6), (12, 8)]);
+                for (m, k) in orders {
+                    let b = if m == 1 { vec![1] } else { paley(m - 1) };
+                    let p = Arc::new(HadamardPlan::new(m << k, m, &b).unwrap());
+                    let n = p.n();
+                    let rows = BATCH_BYTES / eb / n;
+                    let x = random(&dev, (rows, n), dtype);
+                    let op = HadamardOp::new(p, Direction::Forward);
+                    let bytes = 2.0 * (rows * n * eb) as f64;
+                    // Tuning variants of the power-of-two kernel (CUDA only).
+                    #[cfg(feature = "cuda")]
+                    let shifts: &[u32] = if m == 1 {
+                        &[wb_kernels::cuda::hadamard::AUTO, 0, 1, 2, 3]
+                    } else {
+                        &[wb_kernels::cuda::hadamard::AUTO]
+                    };
+                    #[cfg(not(feature = "cuda"))]
+                    let shifts: &[u32] = &[u32::MAX];
+                    for &shift in shifts {
+                        #[cfg(feature = "cuda")]
+                        wb_kernels::cuda::hadamard::EPT_SHIFT
+                            .store(shift, std::sync::atomic::Ordering::Relaxed);
+                        let variant = if shift == u32::MAX {
+                            "\"auto\"".to_string()
+                        } else {
+                            shift.to_string()
+                        };
+                        let detail = format!(
+                            "\"dtype\":\"{dtype:?}\",\"n\":{n},\"m\":{m},\"variant\":{variant}"
+                        );
+                        let t = time(&dev, || {
+                            let _ = hadamard(&x, &op).unwrap();
+                        });
+                        line("hadamard", &detail, bytes, t, copy);
+                        let t = time(&dev, || hadamard_inplace(&x, &op).unwrap());
+                        line("hadamard_inplace", &detail, bytes, t, copy);
+                    }
+                    #[cfg(feature = "cuda")]
+                    wb_kernels::cuda::hadamard::EPT_SHIFT.store(
+                        wb_kernels::cuda::hadamard::AUTO,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                }
+            }
+        }
+
+        if run("rotate_quantize") {
+            for dtype in [DType::F32, DType::BF16] {
+                let eb = dtype.size_in_bytes();
+                for n in [1024usize, 4096, 16384] {
+                    let p = Arc::new(HadamardPlan::pow2(n).unwrap());
+                    let op = HadamardOp::new(p, Direction::Forward);
+                    let rows = BATCH_BYTES / eb / n;
+                    let x = random(&dev, (rows, n), dtype);
+                    for (bits, group) in [
+                        (Bits::Int8, None),
+                        (Bits::Int4, None),
+                        (Bits::Int4, Some(128)),
+                    ] {
+                        let cfg = QuantConfig {
+                            bits,
+                            group,
+                            clip_ratio: 1.0,
+                        };
+                        let g = group.unwrap_or(n);
+                        let bytes =
+                            (rows * n * eb + rows * bits.row_bytes(n) + rows * (n / g) * 4) as f64;
+                        let t = time(&dev, || {
+                            let _ = rotate_quantize(&x, &op, &cfg).unwrap();
+                        });
+                        line("rotate_quantize", &format!("\"dtype\":\"{dtype:?}\",\"n\":{n},\"bits\":\"{bits:?}\",\"group\":{g}"), bytes, t, copy);
+                    }
+                }
+            }
+        }
+
+        if run("channel_stats") {
+            for (channels, block) in [(4096usize, 1024usize), (11008, 1024)] {
+                let rows = BATCH_BYTES / 4 / channels;
+                let x = random(&dev, (rows, channels), DType::F32);
+                let blocks = rows.div_ceil(block);
+                let bytes = (rows * channels * 4 + blocks * channels * 24) as f64;
+                let t = time(&dev, || {
+                    let _ = channel_stats(&x, block).unwrap();
+                });
+                line(
+                    "channel_stats",
+                    &format!("\"channels\":{channels},\"block_rows\":{block}"),
+                    bytes,
+                    t,
+                    copy,
+                );
+            }
+        }
+
+        if run("gumbel") {
+            for (dtype, top_k) in [
+                (DType::F32, None),
+                (DType::BF16, None),
+                (DType::F32, Some(50)),
+            ] {
+                let (batch, vocab) = (64, 131_072);
+                let x = (random(&dev, (batch, vocab), DType::F32) * 4.0)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
+                let positions: Vec<u64> = (0..batch as u64).collect();
+                let s = GumbelSampler {
+                    seed: 7,
+                    stream: 0,
+                    temperature: 0.8,
+                    top_k,
+                };
+                let bytes = (batch * vocab * dtype.size_in_bytes()) as f64;
+                let t = time(&dev, || {
+                    let _ = s.sample(&x, &positions).unwrap();
+                });
+                let k = top_k.map_or("null".into(), |k| k.to_string());
+                line(
+                    "gumbel_sample",
+                    &format!(
+                        "\"dtype\":\"{dtype:?}\",\"batch\":{batch},\"vocab\":{vocab},\"top_k\":{k}"
+                    ),
+                    bytes,
+                    t,
+                    copy,
+                );
+                #[cfg(feature = "cuda")]
+                if top_k.is_none() {
+                    let t = time(&dev, || {
+                        let _ = s.sample_cuda_exact_only(&x, &positions).unwrap();
+                    });
+                    line(
+                        "gumbel_sample_exact_only",
+                        &format!("\"dtype\":\"{dtype:?}\",\"batch\":{batch},\"vocab\":{vocab}"),
+                        bytes,
+                        t,
+                        copy,
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn main() {
+    #[cfg(any(feature = "cuda", feature = "metal"))]
+    gpu::main();
+    #[cfg(not(any(feature = "cuda", feature = "metal")))]
+    eprintln!("gpu bench: build with --features cuda or --features metal");
+}

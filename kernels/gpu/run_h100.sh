@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (see kernels/gpu/README.md): checks the CUDA build
+# of wb-kernels against the CPU (tests/gpu_parity.rs), then benchmarks every
+# op against the device-to-device copy (benches/gpu.rs) and PyTorch
+# (torch_peer.py), all in one call. Logs go to $OUT (or ./gpu-out).
+#
+#   bash run_h100.sh [DIR]   DIR holds what build.sh packed (default: this
+#                            script's folder)
+set -uo pipefail
+DIR=${1:-$(cd "$(dirname "$0")" && pwd)}
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT" /tmp/wbk
+cd /tmp/wbk
+for f in "$DIR"/*.xz; do xz -dc "$f" > "$(basename "${f%.xz}")"; chmod +x "$(basename "${f%.xz}")"; done
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; nvcc --version | tail -1; } 2>&1 | tee "$OUT/device.txt"
+# cuBLAS, cuRAND and NVRTC (linked by candle's cudarc) come from PyTorch's
+# wheels; the driver's libcuda from the system.
+LIBS=$(python3 - <<'PY'
+import glob, os, site
+dirs = set()
+for sp in site.getsitepackages():
+    for pat in ("nvidia/*/lib", "nvidia/cu13/lib"):
+        for d in glob.glob(os.path.join(sp, pat)):
+            dirs.add(d)
+print(":".join(sorted(dirs)))
+PY
+)
+export LD_LIBRARY_PATH="$LIBS:${LD_LIBRARY_PATH:-}"
+for b in gpu_parity gpu_bench; do ldd "./$b" | grep -E "not found|cuda|cublas|curand|nvrtc" ; done 2>&1 | sort -u | tee "$OUT/ldd.txt"
+status=0
+echo "== parity tests" | tee "$OUT/parity.log"
+timeout 300 ./gpu_parity --test-threads=1 --nocapture 2>&1 | tee -a "$OUT/parity.log" || status=1
+echo "== benchmark" | tee "$OUT/bench.log"
+timeout 240 ./gpu_bench 2>&1 | tee -a "$OUT/bench.log" || status=1
+if [ -n "${WB_NCU:-}" ] && command -v ncu >/dev/null; then
+    echo "== ncu" | tee "$OUT/ncu.log"
+    timeout 150 ncu --kernel-name regex:"hadamard_(bf16_bf16_(8|9)|f32_f32_1[34])$" --launch-skip 1 --launch-count 4 \
+        --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis \
+        ./gpu_bench --profile 2>&1 | grep -vE "^==PROF==|^\s*$" >> "$OUT/ncu.log" || true
+fi
+echo "== pytorch peer" | tee -a "$OUT/bench.log"
+timeout 60 python3 "$DIR/torch_peer.py" 2>&1 | tee -a "$OUT/bench.log" || status=1
+exit $status

@@ -1,0 +1,49 @@
+// Per-channel partial statistics (src/stats/mod.rs): block (blockIdx.y) of
+// `block_rows` rows, one thread per channel, Pébay's one-value update in f32
+// in the CPU's order; loads are coalesced across the channels of a warp.
+#include "common.cuh"
+
+using namespace wb;
+
+template <typename T>
+__device__ __forceinline__ void partials(const T* __restrict__ x, float* __restrict__ out, long long rows,
+                                         int channels, int block_rows) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= channels) return;
+    const long long r0 = (long long)blockIdx.y * block_rows;
+    const long long r1 = min(r0 + block_rows, rows);
+    float count = 0.0f, mean = 0.0f, m2 = 0.0f, m3 = 0.0f, m4 = 0.0f, absmax = 0.0f;
+    for (long long r = r0; r < r1; ++r) {
+        const float v = to_f32(x[r * channels + c]);
+        if (isnan(v)) continue;
+        const float n1 = count;
+        const float n = count + 1.0f;
+        const float delta = v - mean;
+        const float dn = delta / n;
+        const float dn2 = dn * dn;
+        const float t1 = delta * dn * n1;
+        m4 = m4 + t1 * dn2 * (n * n - 3.0f * n + 3.0f) + 6.0f * dn2 * m2 - 4.0f * dn * m3;
+        m3 = m3 + t1 * dn * (n - 2.0f) - 3.0f * dn * m2;
+        m2 = m2 + t1;
+        mean = mean + dn;
+        count = n;
+        absmax = fmaxf(absmax, fabsf(v));
+    }
+    float* o = out + ((long long)blockIdx.y * channels + c) * 6;
+    o[0] = count;
+    o[1] = mean;
+    o[2] = m2;
+    o[3] = m3;
+    o[4] = m4;
+    o[5] = absmax;
+}
+
+#define STATS(T, NAME)                                                                                   \
+    extern "C" __global__ void __launch_bounds__(256)                                                    \
+        channel_stats_##NAME(const T* x, float* out, long long rows, int channels, int block_rows) {     \
+        partials<T>(x, out, rows, channels, block_rows);                                                 \
+    }
+
+STATS(float, f32)
+STATS(__nv_bfloat16, bf16)
+STATS(__half, f16)

@@ -1,0 +1,257 @@
+//! The Hadamard transform on CUDA (kernels in `hadamard.cu`).
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda::CudaStorageSlice;
+use candle_core::{bail, CudaDevice, CudaStorage, DType, Layout, Result, Shape};
+
+use super::{alloc, cfg, dptr, launch, storage_ptr, upload, HADAMARD};
+use crate::hadamard::{Direction, HadamardOp};
+
+/// The butterfly kernels' launch shape, as `FwhtCfg` in `fwht.cuh` computes
+/// it: (rows per block, threads per block, shared bytes).
+pub(crate) fn fwht_shape(log_n: u32, elem_bytes: usize) -> (usize, usize, usize) {
+    fwht_shape_x(log_n, elem_bytes, 0)
+}
+
+/// [`fwht_shape`] with `extra` doublings of the elements per thread.
+pub(crate) fn fwht_shape_x(log_n: u32, elem_bytes: usize, extra: u32) -> (usize, usize, usize) {
+    let n = 1usize << log_n;
+    let log_vec = if elem_bytes == 4 { 2 } else { 3 };
+    let log_v = log_n.min(log_vec);
+    let log_ept_min = if log_n >= 5 { (log_n - 4) / 2 } else { 0 };
+    let ept = 1usize << (log_ept_min.max(log_v) + extra).min(log_n);
+    let tpr = n / ept;
+    let w = if tpr >= 32 { tpr / 32 } else { 1 };
+    let rpb = if tpr >= 256 { 1 } else { 256 / tpr };
+    let smem = if w > 1 { rpb * n * 4 } else { 0 };
+    (rpb, rpb * tpr, smem)
+}
+
+/// The per-element vector width of the butterfly kernels (elements).
+pub(crate) fn fwht_vec(log_n: u32, elem_bytes: usize) -> usize {
+    1 << log_n.min(if elem_bytes == 4 { 2 } else { 3 })
+}
+
+pub(crate) fn dtype_name(dtype: DType) -> Result<&'static str> {
+    Ok(match dtype {
+        DType::F32 => "f32",
+        DType::BF16 => "bf16",
+        DType::F16 => "f16",
+        other => bail!("unsupported dtype {other:?}, expected f32, bf16 or f16"),
+    })
+}
+
+/// Cached device copies of an op's signs and mix matrix (0 where absent).
+fn device_arrays(op: &HadamardOp, dev: &CudaDevice) -> Result<(u64, u64)> {
+    let signs = match op.signs_arc() {
+        Some(s) => dptr(dev, &*upload(dev, s)?, 0),
+        None => 0,
+    };
+    let mix = if op.plan().m() > 1 {
+        dptr(
+            dev,
+            &*upload(dev, op.plan().gpu_mix_matrix(op.direction()))?,
+            0,
+        )
+    } else {
+        0
+    };
+    Ok((signs, mix))
+}
+
+/// Extra doublings of the elements per thread of the power-of-two butterfly
+/// kernels (0, 1 or 2; f32→f32 and bf16→bf16, n = 2^8 .. 2^15 only), for
+/// benchmarking the register/shuffle trade-off. Not for normal use.
+#[doc(hidden)]
+pub static EPT_SHIFT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(AUTO);
+
+/// [`EPT_SHIFT`]'s default: the variant measured fastest for each case.
+#[doc(hidden)]
+pub const AUTO: u32 = u32::MAX;
+
+/// The variant used by default, from H100 measurements (notes in
+/// `kernels/gpu/README.md`): one extra doubling for bf16 rows of 512
+/// (0.81 of copy bandwidth instead of 0.68); the base kernel elsewhere.
+fn default_variant(dtype: DType, log_s: u32) -> u32 {
+    u32::from(dtype == DType::BF16 && log_s == 9)
+}
+
+/// Transforms `rows` rows at device address `x` (dtype `dtype`) into `y`
+/// (dtype `out`, may equal `x`); `tmp` is an f32 scratch of the same element
+/// count when m > 1 and `out` is not f32.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run(
+    op: &HadamardOp,
+    dev: &CudaDevice,
+    x: u64,
+    dtype: DType,
+    y: u64,
+    out: DType,
+    rows: usize,
+) -> Result<()> {
+    let plan = op.plan();
+    let (n, m, s) = (plan.n(), plan.m(), plan.s());
+    let log_s = s.trailing_zeros();
+    let (signs, mix) = device_arrays(op, dev)?;
+    let fwd_signs = if op.direction() == Direction::Forward {
+        signs
+    } else {
+        0
+    };
+    let in_bytes = dtype.size_in_bytes();
+    let (rpb, block, smem) = fwht_shape(log_s, in_bytes);
+    let tin = super::hadamard::dtype_name(dtype)?;
+    if m == 1 {
+        let shift = match EPT_SHIFT.load(std::sync::atomic::Ordering::Relaxed) {
+            AUTO => default_variant(dtype, log_s),
+            v => v.min(3),
+        };
+        let same = dtype == out && matches!(dtype, DType::F32 | DType::BF16);
+        let pipelined = shift == 3
+            && same
+            && match dtype {
+                DType::F32 => (13..=15).contains(&log_s),
+                _ => (11..=15).contains(&log_s),
+            };
+        let variant = (1..=2).contains(&shift) && same && (8..=15).contains(&log_s);
+        let (name, block, smem, grid) = if pipelined {
+            // Persistent blocks: two per multiprocessor at most.
+            let sms = dev
+                .cuda_stream()
+                .context()
+                .attribute(
+                    candle_core::cuda::cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+                )
+                .unwrap_or(132) as usize;
+            (
+                format!("hadamard_p_{tin}_{log_s}"),
+                block,
+                smem,
+                rows.min(2 * sms),
+            )
+        } else if variant {
+            let (rpb, block, smem) = fwht_shape_x(log_s, in_bytes, shift);
+            (
+                format!("hadamard_x{shift}_{tin}_{log_s}"),
+                block,
+                smem,
+                rows.div_ceil(rpb),
+            )
+        } else {
+            let name = format!("hadamard_{tin}_{}_{log_s}", dtype_name(out)?);
+            (name, block, smem, rows.div_ceil(rpb))
+        };
+        let signs_after = (op.direction() == Direction::Transposed) as i32;
+        launch!(
+            dev,
+            HADAMARD,
+            name,
+            cfg((grid as u32, 1), block as u32, smem as u32),
+            x,
+            y,
+            signs,
+            rows as i64,
+            plan.scale(),
+            signs_after,
+            1i32
+        );
+        return Ok(());
+    }
+    // Butterflies of every length-s chunk into f32 (unscaled), then the mix.
+    let tmp_holder;
+    let mid = if out == DType::F32 {
+        y
+    } else {
+        tmp_holder = alloc::<f32>(dev, rows * n)?;
+        dptr(dev, &tmp_holder, 0)
+    };
+    let chunks = rows * m;
+    let grid = chunks.div_ceil(rpb) as u32;
+    launch!(
+        dev,
+        HADAMARD,
+        format!("hadamard_{tin}_f32_{log_s}"),
+        cfg((grid, 1), block as u32, smem as u32),
+        x,
+        mid,
+        fwd_signs,
+        chunks as i64,
+        1.0f32,
+        0i32,
+        m as i32
+    );
+    let m8 = m.div_ceil(8) * 8;
+    let after = (op.direction() == Direction::Transposed) as i32;
+    let cols = rows * s;
+    launch!(
+        dev,
+        HADAMARD,
+        format!("mix_{}", dtype_name(out)?),
+        cfg((cols.div_ceil(32) as u32, 1), 256, (m * 32 * 4) as u32),
+        mid,
+        y,
+        mix,
+        signs,
+        rows as i64,
+        m as i32,
+        m8 as i32,
+        s as i32,
+        plan.scale(),
+        after
+    );
+    Ok(())
+}
+
+/// Checks the 16-byte alignment the vector loads need.
+pub(crate) fn check_aligned(what: &str, offset: usize, elem_bytes: usize) -> Result<()> {
+    if !(offset * elem_bytes).is_multiple_of(16) {
+        bail!("{what}: the CUDA input must start on a 16-byte boundary (copy the tensor first)");
+    }
+    Ok(())
+}
+
+pub(crate) fn forward(
+    op: &HadamardOp,
+    storage: &CudaStorage,
+    layout: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let (start, _) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("hadamard: the input must be contiguous".into()))?;
+    let dev = storage.device.clone();
+    let dtype = storage.dtype();
+    let (x, eb) = storage_ptr(storage, start)?;
+    check_aligned("hadamard", start, eb)?;
+    let elems = layout.shape().elem_count();
+    let rows = elems / op.plan().n();
+    let out = match dtype {
+        DType::F32 => CudaStorageSlice::F32(alloc::<f32>(&dev, elems)?),
+        DType::BF16 => CudaStorageSlice::BF16(alloc::<half::bf16>(&dev, elems)?),
+        DType::F16 => CudaStorageSlice::F16(alloc::<half::f16>(&dev, elems)?),
+        other => bail!("hadamard: unsupported dtype {other:?}, expected f32, bf16 or f16"),
+    };
+    let out = CudaStorage {
+        slice: out,
+        device: dev.clone(),
+    };
+    let (y, _) = storage_ptr(&out, 0)?;
+    if rows > 0 {
+        run(op, &dev, x, dtype, y, dtype, rows)?;
+    }
+    Ok((out, layout.shape().clone()))
+}
+
+pub(crate) fn inplace(op: &HadamardOp, storage: &mut CudaStorage, layout: &Layout) -> Result<()> {
+    let (start, _) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("hadamard: the tensor must be contiguous".into()))?;
+    let dev = storage.device.clone();
+    let dtype = storage.dtype();
+    let (x, eb) = storage_ptr(storage, start)?;
+    check_aligned("hadamard", start, eb)?;
+    let rows = layout.shape().elem_count() / op.plan().n();
+    if rows > 0 {
+        run(op, &dev, x, dtype, x, dtype, rows)?;
+    }
+    Ok(())
+}

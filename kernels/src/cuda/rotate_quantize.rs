@@ -1,0 +1,218 @@
+//! Rotate-and-quantize, fake quant and dequantize on CUDA (kernels in
+//! `rotate_quantize.cu`).
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda::CudaStorageSlice;
+use candle_core::op::BackpropOp;
+use candle_core::{bail, CudaStorage, DType, Layout, Result, Shape, Storage, Tensor};
+
+use super::hadamard::{check_aligned, dtype_name, fwht_shape, fwht_vec, run as rotate};
+use super::{alloc, cfg, dptr, launch, storage_ptr, upload, ROTATE_QUANTIZE};
+use crate::hadamard::{Direction, HadamardOp};
+use crate::quant::{Bits, Dequantize, QuantConfig, RotateFakeQuant};
+
+fn bits_of(b: Bits) -> u32 {
+    match b {
+        Bits::Int4 => 4,
+        Bits::Int8 => 8,
+    }
+}
+
+fn signs_ptr(op: &HadamardOp, dev: &candle_core::CudaDevice) -> Result<u64> {
+    Ok(match op.signs_arc() {
+        Some(s) => dptr(dev, &*upload(dev, s)?, 0),
+        None => 0,
+    })
+}
+
+/// Shared memory of the fused kernels: the butterflies' exchange plus the
+/// per-vector maxima.
+fn fused_shape(log_n: u32, eb: usize) -> (usize, usize, usize) {
+    let (rpb, block, smem) = fwht_shape(log_n, eb);
+    let nv = (1usize << log_n) / fwht_vec(log_n, eb);
+    (rpb, block, smem + rpb * nv * 4)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn quantize(
+    op: &HadamardOp,
+    qc: &QuantConfig,
+    group: usize,
+    s: &CudaStorage,
+    layout: &Layout,
+    rows: usize,
+    code_dims: Vec<usize>,
+    scale_dims: Vec<usize>,
+) -> Result<(Tensor, Tensor)> {
+    let (start, _) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("rotate_quantize: not contiguous".into()))?;
+    let dev = s.device.clone();
+    let dtype = s.dtype();
+    let (x, eb) = storage_ptr(s, start)?;
+    check_aligned("rotate_quantize", start, eb)?;
+    let plan = op.plan();
+    let n = plan.n();
+    let bits = bits_of(qc.bits);
+    let codes = alloc::<u8>(&dev, rows * qc.bits.row_bytes(n))?;
+    let scales = alloc::<f32>(&dev, rows * (n / group))?;
+    let (pc, ps) = (dptr(&dev, &codes, 0), dptr(&dev, &scales, 0));
+    if rows > 0 {
+        if plan.m() == 1 && n > 1 {
+            let log_n = n.trailing_zeros();
+            let (rpb, block, smem) = fused_shape(log_n, eb);
+            let signs_after = (op.direction() == Direction::Transposed) as i32;
+            launch!(
+                dev,
+                ROTATE_QUANTIZE,
+                format!("rq{bits}_{}_{log_n}", dtype_name(dtype)?),
+                cfg((rows.div_ceil(rpb) as u32, 1), block as u32, smem as u32),
+                x,
+                pc,
+                ps,
+                signs_ptr(op, &dev)?,
+                rows as i64,
+                plan.scale(),
+                signs_after,
+                group as i32,
+                qc.clip_ratio
+            );
+        } else {
+            let tmp = alloc::<f32>(&dev, rows * n)?;
+            let y = dptr(&dev, &tmp, 0);
+            rotate(op, &dev, x, dtype, y, DType::F32, rows)?;
+            let groups = rows * n / group;
+            launch!(
+                dev,
+                ROTATE_QUANTIZE,
+                format!("quantize_f32_{bits}"),
+                cfg((groups.div_ceil(8) as u32, 1), 256, 0),
+                y,
+                pc,
+                ps,
+                groups as i64,
+                group as i32,
+                qc.clip_ratio
+            );
+        }
+    }
+    let wrap = |st: CudaStorage, dims: Vec<usize>| {
+        Tensor::from_storage(Storage::Cuda(st), dims, BackpropOp::none(), false)
+    };
+    Ok((
+        wrap(CudaStorage::wrap_cuda_slice(codes, dev.clone()), code_dims),
+        wrap(
+            CudaStorage::wrap_cuda_slice(scales, dev.clone()),
+            scale_dims,
+        ),
+    ))
+}
+
+pub(crate) fn fake_quant(
+    q: &RotateFakeQuant,
+    s: &CudaStorage,
+    layout: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let (start, _) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("rotate_fake_quant: not contiguous".into()))?;
+    let dev = s.device.clone();
+    let dtype = s.dtype();
+    let (x, eb) = storage_ptr(s, start)?;
+    check_aligned("rotate_fake_quant", start, eb)?;
+    let plan = q.op.plan();
+    let n = plan.n();
+    let group = q.cfg.group_len(n)?;
+    let elems = layout.shape().elem_count();
+    let rows = elems / n;
+    let out = match dtype {
+        DType::F32 => CudaStorageSlice::F32(alloc::<f32>(&dev, elems)?),
+        DType::BF16 => CudaStorageSlice::BF16(alloc::<half::bf16>(&dev, elems)?),
+        DType::F16 => CudaStorageSlice::F16(alloc::<half::f16>(&dev, elems)?),
+        other => bail!("rotate_fake_quant: unsupported dtype {other:?}"),
+    };
+    let out = CudaStorage {
+        slice: out,
+        device: dev.clone(),
+    };
+    let (y, _) = storage_ptr(&out, 0)?;
+    let qmax = q.cfg.bits.qmax();
+    if rows > 0 {
+        if plan.m() == 1 && n > 1 {
+            let log_n = n.trailing_zeros();
+            let (rpb, block, smem) = fused_shape(log_n, eb);
+            let signs_after = (q.op.direction() == Direction::Transposed) as i32;
+            launch!(
+                dev,
+                ROTATE_QUANTIZE,
+                format!("rfq_{}_{log_n}", dtype_name(dtype)?),
+                cfg((rows.div_ceil(rpb) as u32, 1), block as u32, smem as u32),
+                x,
+                y,
+                signs_ptr(&q.op, &dev)?,
+                rows as i64,
+                plan.scale(),
+                signs_after,
+                group as i32,
+                q.cfg.clip_ratio,
+                qmax
+            );
+        } else {
+            let tmp = alloc::<f32>(&dev, elems)?;
+            let t = dptr(&dev, &tmp, 0);
+            rotate(&q.op, &dev, x, dtype, t, DType::F32, rows)?;
+            let groups = elems / group;
+            launch!(
+                dev,
+                ROTATE_QUANTIZE,
+                format!("fake_f32_{}", dtype_name(dtype)?),
+                cfg((groups.div_ceil(8) as u32, 1), 256, 0),
+                t,
+                y,
+                groups as i64,
+                group as i32,
+                q.cfg.clip_ratio,
+                qmax
+            );
+        }
+    }
+    Ok((out, layout.shape().clone()))
+}
+
+pub(crate) fn dequantize(
+    d: &Dequantize,
+    s1: &CudaStorage,
+    l1: &Layout,
+    s2: &CudaStorage,
+    l2: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let (rows, group, shape) = d.check(l1, l2)?;
+    if s1.dtype() != DType::U8 || s2.dtype() != DType::F32 {
+        bail!(
+            "dequantize: expected u8 codes and f32 scales, got {:?} and {:?}",
+            s1.dtype(),
+            s2.dtype()
+        );
+    }
+    let dev = s1.device.clone();
+    let (c, _) = storage_ptr(s1, l1.start_offset())?;
+    let (sc, _) = storage_ptr(s2, l2.start_offset())?;
+    let total = rows * d.n;
+    let out = alloc::<f32>(&dev, total)?;
+    let o = dptr(&dev, &out, 0);
+    if total > 0 {
+        let grid = total.div_ceil(256).min(65_535 * 8) as u32;
+        launch!(
+            dev,
+            ROTATE_QUANTIZE,
+            format!("dequantize_{}", bits_of(d.cfg.bits)),
+            cfg((grid, 1), 256, 0),
+            c,
+            sc,
+            o,
+            total as i64,
+            group as i32
+        );
+    }
+    Ok((CudaStorage::wrap_cuda_slice(out, dev), shape))
+}

@@ -1,0 +1,485 @@
+//! GPU parity tests: every op on the GPU against the CPU implementation (which
+//! the unit tests check against plain references), on random shapes,
+//! non-power-of-two orders, odd batch sizes and extreme values. The same tests
+//! serve CUDA and Metal: `cargo test -p wb-kernels --features cuda --test
+//! gpu_parity` on an NVIDIA machine, `--features metal` on an Apple one.
+//! Without either feature this file is empty.
+//!
+//! Outputs are poisoned: before each op, a large buffer of NaN is allocated
+//! and freed on the device, so memory an op forgets to write reads as NaN
+//! (the CUDA allocator reuses freed blocks) and fails the comparison.
+#![cfg(any(feature = "cuda", feature = "metal"))]
+
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use wb_kernels::hadamard::{hadamard, hadamard_inplace, Direction, HadamardOp, HadamardPlan};
+use wb_kernels::quant::{dequantize, rotate_fake_quant, rotate_quantize, Bits, QuantConfig};
+use wb_kernels::sample::GumbelSampler;
+use wb_kernels::stats::{channel_stats, merge_partials};
+
+/// The GPU under test: CUDA device 0 or the default Metal device. A build
+/// with a GPU feature but no usable device fails rather than skips.
+fn gpu() -> Device {
+    #[cfg(feature = "cuda")]
+    return Device::new_cuda(0).expect("CUDA device 0");
+    #[cfg(all(feature = "metal", not(feature = "cuda")))]
+    return Device::new_metal(0).expect("Metal device 0");
+}
+
+/// splitmix64.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn uniform(&mut self) -> f32 {
+        ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn vec(&mut self, len: usize) -> Vec<f32> {
+        (0..len).map(|_| self.uniform()).collect()
+    }
+}
+
+fn poison(dev: &Device) {
+    let n = 64 << 20;
+    let t = Tensor::full(f32::NAN, n, dev).expect("poison");
+    drop(t);
+}
+
+fn host(t: &Tensor) -> Vec<f32> {
+    t.to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_device(&Device::Cpu)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    if a.iter().chain(b).any(|v| v.is_nan()) {
+        return f64::INFINITY;
+    }
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum();
+    let den: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum();
+    (num / den.max(1e-300)).sqrt()
+}
+
+/// Paley I base of order q + 1 (q prime, q ≡ 3 mod 4).
+fn paley(q: usize) -> Vec<i8> {
+    let residue = |a: usize| (1..q).any(|x| x * x % q == a);
+    let m = q + 1;
+    let mut h = vec![0i8; m * m];
+    for i in 0..m {
+        for j in 0..m {
+            let s: i8 = match (i, j) {
+                (0, 0) => 0,
+                (0, _) => 1,
+                (_, 0) => -1,
+                _ if i == j => 0,
+                _ if residue((j + q - i) % q) => 1,
+                _ => -1,
+            };
+            h[i * m + j] = s + i8::from(i == j);
+        }
+    }
+    h
+}
+
+fn plan(m: usize, k: u32) -> Arc<HadamardPlan> {
+    let b = if m == 1 { vec![1] } else { paley(m - 1) };
+    Arc::new(HadamardPlan::new(m << k, m, &b).unwrap())
+}
+
+fn orders() -> Vec<(usize, u32)> {
+    let mut o: Vec<(usize, u32)> = (0..=15).map(|k| (1, k)).collect();
+    o.extend([(12, 0), (12, 3), (20, 1), (44, 6), (180, 2), (12, 10)]);
+    o
+}
+
+#[test]
+fn hadamard_matches_cpu() {
+    let dev = gpu();
+    let mut rng = Rng(1);
+    for (m, k) in orders() {
+        let p = plan(m, k);
+        let n = p.n();
+        let rows = [1, 3, 7, 33][rng.below(4)].min(((1 << 20) / n).max(1)) | 1;
+        let x = rng.vec(rows * n);
+        let signs: Vec<f32> = (0..n)
+            .map(|_| if rng.below(2) == 0 { 1.0 } else { -1.0 })
+            .collect();
+        for dir in [Direction::Forward, Direction::Transposed] {
+            let op = HadamardOp::new(p.clone(), dir).with_signs(&signs).unwrap();
+            for (dtype, tol) in [(DType::F32, 1e-5), (DType::BF16, 1e-2), (DType::F16, 2e-3)] {
+                let xc = Tensor::from_slice(&x, (rows, n), &Device::Cpu)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
+                let want = host(&hadamard(&xc, &op).unwrap());
+                let xg = xc.to_device(&dev).unwrap();
+                // The CUDA kernels' variants (more elements per thread, the
+                // pipelined kernel) too.
+                #[cfg(feature = "cuda")]
+                let shifts: &[u32] = if m == 1 && k >= 8 {
+                    &[0, 1, 2, 3]
+                } else {
+                    &[0]
+                };
+                #[cfg(not(feature = "cuda"))]
+                let shifts: &[u32] = &[0];
+                for &shift in shifts {
+                    #[cfg(feature = "cuda")]
+                    wb_kernels::cuda::hadamard::EPT_SHIFT
+                        .store(shift, std::sync::atomic::Ordering::Relaxed);
+                    poison(&dev);
+                    let got = hadamard(&xg, &op).unwrap();
+                    assert_eq!(got.dtype(), dtype);
+                    let e = rel_err(&host(&got), &want);
+                    assert!(
+                        e < tol,
+                        "n={n} (m={m}) rows={rows} {dir:?} {dtype:?} variant {shift}: rel err {e}"
+                    );
+                    let xi = xg.copy().unwrap();
+                    hadamard_inplace(&xi, &op).unwrap();
+                    let e = rel_err(&host(&xi), &want);
+                    assert!(
+                        e < tol,
+                        "in place n={n} {dir:?} {dtype:?} variant {shift}: rel err {e}"
+                    );
+                }
+                #[cfg(feature = "cuda")]
+                wb_kernels::cuda::hadamard::EPT_SHIFT.store(
+                    wb_kernels::cuda::hadamard::AUTO,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn hadamard_extreme_values() {
+    let dev = gpu();
+    let p = plan(1, 10);
+    let n = p.n();
+    let op = HadamardOp::new(p, Direction::Forward);
+    let mut x = vec![1.0f32; 3 * n];
+    x[5] = 3e38;
+    x[6] = 3e38;
+    x[n + 7] = f32::NAN;
+    x[2 * n + 1] = 1e-40;
+    let got = host(&hadamard(&Tensor::from_slice(&x, (3, n), &dev).unwrap(), &op).unwrap());
+    assert!(got[..n].iter().any(|v| v.is_infinite()));
+    assert!(got[n..2 * n].iter().all(|v| v.is_nan()));
+    assert!(got[2 * n..].iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn rotate_quantize_matches_cpu() {
+    let dev = gpu();
+    let mut rng = Rng(2);
+    for (m, k) in [
+        (1, 1),
+        (1, 4),
+        (1, 7),
+        (1, 10),
+        (1, 13),
+        (1, 15),
+        (12, 3),
+        (20, 2),
+    ] {
+        let p = plan(m, k);
+        let n = p.n();
+        let rows = (1 + 2 * rng.below(20)).min(((1 << 20) / n).max(1)) | 1;
+        let x = rng.vec(rows * n);
+        let signs: Vec<f32> = (0..n)
+            .map(|_| if rng.below(2) == 0 { 1.0 } else { -1.0 })
+            .collect();
+        for dir in [Direction::Forward, Direction::Transposed] {
+            let op = HadamardOp::new(p.clone(), dir).with_signs(&signs).unwrap();
+            for bits in [Bits::Int8, Bits::Int4] {
+                for group in [None, Some(2), Some(4), Some(32)] {
+                    if group.is_some_and(|g| !n.is_multiple_of(g)) {
+                        continue;
+                    }
+                    let cfg = QuantConfig {
+                        bits,
+                        group,
+                        clip_ratio: 0.9,
+                    };
+                    for dtype in [DType::F32, DType::BF16] {
+                        let xc = Tensor::from_slice(&x, (rows, n), &Device::Cpu)
+                            .unwrap()
+                            .to_dtype(dtype)
+                            .unwrap();
+                        let (cc, sc) = rotate_quantize(&xc, &op, &cfg).unwrap();
+                        poison(&dev);
+                        let (cg, sg) =
+                            rotate_quantize(&xc.to_device(&dev).unwrap(), &op, &cfg).unwrap();
+                        let (cc, cg) = (
+                            cc.flatten_all().unwrap().to_vec1::<u8>().unwrap(),
+                            cg.flatten_all()
+                                .unwrap()
+                                .to_device(&Device::Cpu)
+                                .unwrap()
+                                .to_vec1::<u8>()
+                                .unwrap(),
+                        );
+                        let what = format!("n={n} {dir:?} {bits:?} {group:?} {dtype:?}");
+                        let unpack = |c: &[u8]| -> Vec<i32> {
+                            match bits {
+                                Bits::Int8 => c.iter().map(|&b| b as i8 as i32).collect(),
+                                Bits::Int4 => c
+                                    .iter()
+                                    .flat_map(|&b| {
+                                        [((b << 4) as i8 >> 4) as i32, (b as i8 >> 4) as i32]
+                                    })
+                                    .collect(),
+                            }
+                        };
+                        let (a, b) = (unpack(&cc), unpack(&cg));
+                        let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+                        assert!(
+                            a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1),
+                            "{what}: codes differ by more than 1"
+                        );
+                        assert!(
+                            differ * 200 <= a.len().max(200),
+                            "{what}: {differ} of {} codes differ",
+                            a.len()
+                        );
+                        let e = rel_err(&host(&sg), &host(&sc));
+                        assert!(e < 1e-5, "{what}: scales rel err {e}");
+                        // Dequantize on the GPU is exact given the codes.
+                        let cgt = Tensor::from_vec(cg.clone(), cc.len(), &Device::Cpu)
+                            .unwrap()
+                            .reshape(
+                                sc.dims()
+                                    .iter()
+                                    .take(1)
+                                    .copied()
+                                    .chain([cfg.bits.row_bytes(n)])
+                                    .collect::<Vec<_>>(),
+                            )
+                            .unwrap();
+                        let sgt = sg.to_device(&Device::Cpu).unwrap();
+                        let want = host(&dequantize(&cgt, &sgt, &cfg, n).unwrap());
+                        poison(&dev);
+                        let got =
+                            host(&dequantize(&cgt.to_device(&dev).unwrap(), &sg, &cfg, n).unwrap());
+                        assert!(
+                            got.iter()
+                                .zip(&want)
+                                .all(|(x, y)| x.to_bits() == y.to_bits()),
+                            "{what}: dequantize"
+                        );
+                        // Fake quant agrees with the CPU's to one step.
+                        let fc = host(&rotate_fake_quant(&xc, &op, &cfg).unwrap());
+                        poison(&dev);
+                        let fg = host(
+                            &rotate_fake_quant(&xc.to_device(&dev).unwrap(), &op, &cfg).unwrap(),
+                        );
+                        let e = rel_err(&fg, &fc);
+                        assert!(e < 0.05, "{what}: fake quant rel err {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn channel_stats_match_cpu() {
+    let dev = gpu();
+    let mut rng = Rng(3);
+    for (rows, channels, block) in [(1, 1, 1), (37, 5, 8), (1000, 300, 128), (4096, 1027, 512)] {
+        let mut x: Vec<f32> = (0..rows * channels)
+            .map(|i| 10f32.powi((i % channels % 4) as i32) + rng.uniform())
+            .collect();
+        x[rows * channels / 2] = f32::NAN;
+        x[0] = 1e4;
+        for dtype in [DType::F32, DType::BF16, DType::F16] {
+            let xc = Tensor::from_slice(&x, (rows, channels), &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let want = host(&channel_stats(&xc, block).unwrap());
+            poison(&dev);
+            let gp = channel_stats(&xc.to_device(&dev).unwrap(), block).unwrap();
+            let got = host(&gp);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                let field = i % 6;
+                let tol = [0.0, 1e-5, 1e-3, 1e-2, 1e-3, 0.0][field] * w.abs().max(1.0);
+                assert!(
+                    (g - w).abs() <= tol,
+                    "rows {rows} {dtype:?} field {field} at {i}: {g} vs {w}"
+                );
+            }
+            let mg = merge_partials(&gp).unwrap();
+            let mc = merge_partials(&channel_stats(&xc, block).unwrap()).unwrap();
+            for (g, c) in mg.iter().zip(&mc) {
+                assert_eq!(g.count, c.count);
+                assert!((g.mean - c.mean).abs() <= 1e-5 * c.mean.abs().max(1.0));
+            }
+        }
+    }
+}
+
+fn logits(rng: &mut Rng, len: usize, extreme: bool) -> Vec<f32> {
+    (0..len)
+        .map(|_| match (extreme, rng.below(64)) {
+            (true, 0) => f32::NEG_INFINITY,
+            (true, 1) => f32::NAN,
+            (true, 2) => 7.0,
+            (true, 3) => -0.0,
+            _ => rng.uniform() * 6.0,
+        })
+        .collect()
+}
+
+#[test]
+fn gumbel_tokens_are_bit_identical() {
+    let dev = gpu();
+    let mut rng = Rng(4);
+    let cases: [(usize, usize); 8] = [
+        (1, 1),
+        (3, 5),
+        (2, 31),
+        (5, 1000),
+        (7, 8195),
+        (64, 32_000),
+        (4, 131_072),
+        (1, 50_257),
+    ];
+    for (case, &(batch, vocab)) in cases.iter().enumerate() {
+        for top_k in [None, Some(1), Some(50)] {
+            let s = GumbelSampler {
+                seed: rng.next(),
+                stream: rng.below(3) as u32,
+                temperature: [1.0, 0.6, 1.7][case % 3],
+                top_k,
+            };
+            let x = logits(&mut rng, batch * vocab, case % 2 == 1);
+            let positions: Vec<u64> = (0..batch).map(|_| rng.next() >> rng.below(64)).collect();
+            for dtype in [DType::F32, DType::BF16, DType::F16] {
+                let xc = Tensor::from_slice(&x, (batch, vocab), &Device::Cpu)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
+                let want = s.sample(&xc, &positions).unwrap();
+                poison(&dev);
+                let got = s.sample(&xc.to_device(&dev).unwrap(), &positions).unwrap();
+                let what = format!("[{batch}, {vocab}] {dtype:?} {s:?}");
+                let tw: Vec<u32> = want.tokens.to_vec1().unwrap();
+                let tg: Vec<u32> = got
+                    .tokens
+                    .to_device(&Device::Cpu)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                assert_eq!(tg, tw, "{what}: tokens");
+                let sw: Vec<u32> = want
+                    .scores
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect();
+                let sg: Vec<u32> = got
+                    .scores
+                    .to_device(&Device::Cpu)
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect();
+                assert_eq!(sg, sw, "{what}: scores");
+                #[cfg(feature = "cuda")]
+                {
+                    let exact = s
+                        .sample_cuda_exact_only(&xc.to_device(&dev).unwrap(), &positions)
+                        .unwrap();
+                    let te: Vec<u32> = exact
+                        .tokens
+                        .to_device(&Device::Cpu)
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap();
+                    assert_eq!(te, tw, "{what}: exact-only kernel");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn gumbel_filter_margin_holds_for_every_input() {
+    let Device::Cuda(dev) = gpu() else {
+        unreachable!()
+    };
+    let (worst, untrusted) = wb_kernels::sample::cuda_margin_check(&dev).unwrap();
+    eprintln!("approximate noise: max |error| {worst:e} where trusted; {untrusted} of 2^32 inputs untrusted");
+    // The kernel's margin is 2^-10 + 2^-22·|score|; the error must stay well inside.
+    assert!(
+        worst <= 2f32.powi(-12),
+        "approximation error {worst} exceeds 2^-12"
+    );
+    assert!(untrusted < 1 << 26, "{untrusted} untrusted inputs");
+}
+
+/// The pipelined kernel loops over rows within persistent blocks; with more
+/// rows than blocks (two per multiprocessor) that loop runs several times.
+#[cfg(feature = "cuda")]
+#[test]
+fn hadamard_pipelined_loops_over_rows() {
+    let dev = gpu();
+    let mut rng = Rng(5);
+    for (k, dtype, tol) in [
+        (13u32, DType::F32, 1e-5),
+        (15, DType::F32, 1e-5),
+        (11, DType::BF16, 1e-2),
+        (14, DType::BF16, 1e-2),
+    ] {
+        let p = plan(1, k);
+        let n = p.n();
+        let rows = 601;
+        let x = rng.vec(rows * n);
+        let signs: Vec<f32> = (0..n)
+            .map(|_| if rng.below(2) == 0 { 1.0 } else { -1.0 })
+            .collect();
+        for dir in [Direction::Forward, Direction::Transposed] {
+            let op = HadamardOp::new(p.clone(), dir).with_signs(&signs).unwrap();
+            let xc = Tensor::from_slice(&x, (rows, n), &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let want = host(&hadamard(&xc, &op).unwrap());
+            wb_kernels::cuda::hadamard::EPT_SHIFT.store(3, std::sync::atomic::Ordering::Relaxed);
+            poison(&dev);
+            let got = hadamard(&xc.to_device(&dev).unwrap(), &op);
+            wb_kernels::cuda::hadamard::EPT_SHIFT.store(
+                wb_kernels::cuda::hadamard::AUTO,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            let e = rel_err(&host(&got.unwrap()), &want);
+            assert!(e < tol, "n={n} {dtype:?} {dir:?}: rel err {e}");
+        }
+    }
+}
