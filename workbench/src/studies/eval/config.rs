@@ -152,6 +152,22 @@ impl EvalConfig {
         }
     }
 
+    /// The `seed`, `model` and `data` keys of another study's config, checked
+    /// (and the checkpoint resolved) exactly as this study checks them.
+    pub fn model_and_tokens_from_doc(doc: &PointDoc) -> Result<EvalConfig, ConfigErrors> {
+        let mut table = toml::Table::new();
+        for key in ["seed", "model", "data"] {
+            if let Some(v) = doc.table.get(key) {
+                table.insert(key.into(), v.clone());
+            }
+        }
+        EvalConfig::from_doc(&PointDoc {
+            source: doc.source,
+            table,
+            overrides: doc.overrides.clone(),
+        })
+    }
+
     /// Parses and checks one point of a config, resolving the checkpoint.
     pub fn from_doc(doc: &PointDoc) -> Result<Self, ConfigErrors> {
         let mut config: EvalConfig = doc.deserialize()?;

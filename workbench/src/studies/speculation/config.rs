@@ -90,17 +90,7 @@ impl SpeculationConfig {
     /// Parses and checks one point of a config.
     pub fn from_doc(doc: &PointDoc) -> Result<Self, ConfigErrors> {
         let mut config: SpeculationConfig = doc.deserialize()?;
-        let mut eval_table = toml::Table::new();
-        for key in ["seed", "model", "data"] {
-            if let Some(v) = doc.table.get(key) {
-                eval_table.insert(key.into(), v.clone());
-            }
-        }
-        let eval = EvalConfig::from_doc(&PointDoc {
-            source: doc.source,
-            table: eval_table,
-            overrides: doc.overrides.clone(),
-        })?;
+        let eval = EvalConfig::model_and_tokens_from_doc(doc)?;
         config.model = eval.model;
         config.data = eval.data;
         let root = KeyPath::root();
