@@ -178,16 +178,21 @@ fn log_f32_select(x: f32) -> f32 {
     ef.mul_add(LN2_HI, r)
 }
 
+/// [`u31_to_f32`] through i32 conversions (the values are below 2^31), which
+/// vectorise where unsigned ones do not.
+#[inline(always)]
+fn u31_to_f32_i32(x: u32) -> f32 {
+    ((x >> 8) as i32 as f32).mul_add(256.0, (x & 0xff) as i32 as f32)
+}
+
 /// [`gumbel_f32`] without branches: every case of [`neg_log_uniform`] is
 /// computed and the right one selected, so lanes of Philox bits vectorise.
 /// Same operations per case, so the same bits.
 #[inline(always)]
 pub fn gumbel_f32_select(x: u32) -> f32 {
     let lo = x < 0x8000_0000;
-    // Both conversions are of values below 2^31: through i32 they vectorise.
-    let conv = |y: u32| ((y >> 8) as i32 as f32).mul_add(256.0, (y & 0xff) as i32 as f32);
-    let u = (conv(x & 0x7fff_ffff) + 0.5) * TWO_M32;
-    let v = (conv(!x & 0x7fff_ffff) + 0.5) * TWO_M32;
+    let u = (u31_to_f32_i32(x & 0x7fff_ffff) + 0.5) * TWO_M32;
+    let v = (u31_to_f32_i32(!x & 0x7fff_ffff) + 0.5) * TWO_M32;
     let mut s = 0.125f32;
     for c in SERIES {
         s = s.mul_add(v, c);
