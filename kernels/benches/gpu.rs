@@ -282,6 +282,15 @@ mod gpu {
                 );
                 #[cfg(feature = "cuda")]
                 if top_k.is_none() {
+                    let ms =
+                        wb_kernels::sample::cuda_main_kernel_ms(&s, &x, &positions, 50).unwrap();
+                    line(
+                        "gumbel_sample_kernel_only",
+                        &format!("\"dtype\":\"{dtype:?}\",\"batch\":{batch},\"vocab\":{vocab},\"timing\":\"cuda events\""),
+                        bytes,
+                        ms * 1e-3,
+                        copy,
+                    );
                     let t = time(&dev, || {
                         let _ = s.sample_cuda_exact_only(&x, &positions).unwrap();
                     });

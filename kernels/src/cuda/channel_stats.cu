@@ -8,6 +8,13 @@ using namespace wb;
 template <typename T>
 __device__ __forceinline__ void partials(const T* __restrict__ x, float* __restrict__ out, long long rows,
                                          int channels, int block_rows) {
+    // 1/(k + 1) for every count k a block can reach: one division per table
+    // entry instead of one per element (the CPU divides; results agree to
+    // rounding).
+    extern __shared__ float inv[];
+    const int table = min(block_rows, 8192);
+    for (int k = threadIdx.x; k < table; k += blockDim.x) inv[k] = 1.0f / (float)(k + 1);
+    __syncthreads();
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
     const long long r0 = (long long)blockIdx.y * block_rows;
@@ -19,7 +26,8 @@ __device__ __forceinline__ void partials(const T* __restrict__ x, float* __restr
         const float n1 = count;
         const float n = count + 1.0f;
         const float delta = v - mean;
-        const float dn = delta / n;
+        const int k = (int)count;
+        const float dn = delta * (k < table ? inv[k] : 1.0f / n);
         const float dn2 = dn * dn;
         const float t1 = delta * dn * n1;
         m4 = m4 + t1 * dn2 * (n * n - 3.0f * n + 3.0f) + 6.0f * dn2 * m2 - 4.0f * dn * m3;

@@ -21,7 +21,11 @@ pub(crate) fn partials(
         dev,
         CHANNEL_STATS,
         format!("channel_stats_{}", dtype_name(s.dtype())?),
-        cfg((channels.div_ceil(256) as u32, blocks as u32), 256, 0),
+        cfg(
+            (channels.div_ceil(256) as u32, blocks as u32),
+            256,
+            (op.block_rows.min(8192) * 4) as u32
+        ),
         x,
         o,
         rows as i64,

@@ -131,3 +131,63 @@ pub fn margin_check(dev: &CudaDevice) -> Result<(f32, u64)> {
     let host = dev.clone_dtoh(&out)?;
     Ok((f32::from_bits(host[0]), u64::from(host[1])))
 }
+
+/// Device time of the main sampling kernel alone, in ms per launch: CUDA
+/// events around `iters` back-to-back launches on buffers set up once, so
+/// the per-call allocations, the positions upload and the finishing kernel
+/// are left out (they cost more than the kernel at [64, 131072]).
+pub(crate) fn main_kernel_ms(
+    g: &GumbelSampler,
+    s: &CudaStorage,
+    layout: &Layout,
+    batch: usize,
+    vocab: usize,
+    positions: &[u64],
+    iters: usize,
+) -> Result<f64> {
+    use candle_core::cuda::cudarc::driver::sys::CUevent_flags;
+    use candle_core::cuda::WrapErr;
+    let dev: CudaDevice = s.device.clone();
+    let t = dtype_name(s.dtype())?;
+    let start = layout.start_offset();
+    let (x, eb) = storage_ptr(s, start)?;
+    let mut pos = alloc::<u64>(&dev, batch)?;
+    dev.memcpy_htod(positions, &mut pos)?;
+    let pp = dptr(&dev, &pos, 0);
+    let keys = dev.alloc_zeros::<u64>(batch)?;
+    let pk = dptr(&dev, &keys, 0);
+    let (seed_lo, seed_hi) = (g.seed as u32, (g.seed >> 32) as u32);
+    let vec = (vocab.is_multiple_of(4) && (start * eb).is_multiple_of(4 * eb)) as i32;
+    let stream = dev.cuda_stream();
+    let launch_once = || -> Result<()> {
+        launch!(
+            dev,
+            GUMBEL_SAMPLE,
+            format!("gumbel_{t}"),
+            cfg((vocab.div_ceil(CHUNK) as u32, batch as u32), 256, 0),
+            x,
+            pp,
+            0u64,
+            pk,
+            vocab as u32,
+            CHUNK as u32,
+            seed_lo,
+            seed_hi,
+            g.stream,
+            g.inv_temperature(),
+            vec
+        );
+        Ok(())
+    };
+    launch_once()?;
+    let e0 = stream
+        .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+        .w()?;
+    for _ in 0..iters {
+        launch_once()?;
+    }
+    let e1 = stream
+        .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+        .w()?;
+    Ok(f64::from(e0.elapsed_ms(&e1).w()?) / iters as f64)
+}

@@ -140,12 +140,23 @@ __device__ __forceinline__ void rotate_quantize_rows(const Tin* __restrict__ x, 
                 for (int e = 0; e < V; ++e) m[e] = mm[e];
             }
         }
+        if (group >= V) {
+            // One group for the whole vector: two divisions per vector, not per element.
+            const Scale sc = group_scale(gmax[c], clip, qmax);
 #pragma unroll
-        for (int e = 0; e < V; ++e) {
-            const Scale sc = group_scale(m[e], clip, qmax);
-            q[e] = code_of(r[c * V + e], sc.inv, qmax);
-            deq[e] = (float)q[e] * sc.scale;
-            if (MODE == 0 && (off + e) % group == 0) scales[row * (N / group) + (off + e) / group] = sc.scale;
+            for (int e = 0; e < V; ++e) {
+                q[e] = code_of(r[c * V + e], sc.inv, qmax);
+                deq[e] = (float)q[e] * sc.scale;
+            }
+            if (MODE == 0 && off % group == 0) scales[row * (N / group) + off / group] = sc.scale;
+        } else {
+#pragma unroll
+            for (int e = 0; e < V; ++e) {
+                const Scale sc = group_scale(m[e], clip, qmax);
+                q[e] = code_of(r[c * V + e], sc.inv, qmax);
+                deq[e] = (float)q[e] * sc.scale;
+                if (MODE == 0 && (off + e) % group == 0) scales[row * (N / group) + (off + e) / group] = sc.scale;
+            }
         }
         if constexpr (MODE == 0) {
             store_codes<BITS, V>(codes + row * (N * BITS / 8), off, q);

@@ -136,6 +136,24 @@ impl GumbelSampler {
     }
 }
 
+/// Device time of the CUDA sampling kernel alone (no top-k), ms per launch
+/// over `iters` launches; see `src/cuda/gumbel_sample.rs`. For benchmarks.
+#[cfg(feature = "cuda")]
+pub fn cuda_main_kernel_ms(
+    s: &GumbelSampler,
+    logits: &Tensor,
+    positions: &[u64],
+    iters: usize,
+) -> Result<f64> {
+    let logits = logits.contiguous()?;
+    let (batch, vocab) = s.check(logits.dims(), positions)?;
+    let (storage, layout) = logits.storage_and_layout();
+    let Storage::Cuda(st) = &*storage else {
+        bail!("cuda_main_kernel_ms: logits are not on a CUDA device");
+    };
+    crate::cuda::gumbel_sample::main_kernel_ms(s, st, layout, batch, vocab, positions, iters)
+}
+
 /// The exhaustive check of the CUDA filter's premise (see
 /// `src/cuda/gumbel_sample.cu`): the largest |G_approx − G| over trusted
 /// inputs and the count of untrusted ones, over all 2^32 inputs.

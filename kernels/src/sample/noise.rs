@@ -154,3 +154,51 @@ pub fn better(s: f32, i: u32, b: f32, j: u32) -> bool {
         s > b || (s == b && i < j)
     }
 }
+
+/// [`log_f32`] without branches (the reduction's choice is a select), so a
+/// loop over many values vectorises. Same operations, same bits.
+#[inline(always)]
+fn log_f32_select(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let m0 = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let big = m0 > SQRT_2;
+    let m = if big { m0 * 0.5 } else { m0 };
+    let e = ((bits >> 23) & 0xff) as i32 - 127 + i32::from(big);
+    let f = m - 1.0;
+    let z = f * f;
+    let mut p = P[0];
+    for &c in &P[1..] {
+        p = p.mul_add(f, c);
+    }
+    let ef = e as f32;
+    let y = (f * z) * p;
+    let y = ef.mul_add(LN2_LO, y);
+    let y = (-0.5f32).mul_add(z, y);
+    let r = f + y;
+    ef.mul_add(LN2_HI, r)
+}
+
+/// [`u31_to_f32`] through i32 conversions (the values are below 2^31), which
+/// vectorise where unsigned ones do not.
+#[inline(always)]
+fn u31_to_f32_i32(x: u32) -> f32 {
+    ((x >> 8) as i32 as f32).mul_add(256.0, (x & 0xff) as i32 as f32)
+}
+
+/// [`gumbel_f32`] without branches: every case of [`neg_log_uniform`] is
+/// computed and the right one selected, so lanes of Philox bits vectorise.
+/// Same operations per case, so the same bits.
+#[inline(always)]
+pub fn gumbel_f32_select(x: u32) -> f32 {
+    let lo = x < 0x8000_0000;
+    let u = (u31_to_f32_i32(x & 0x7fff_ffff) + 0.5) * TWO_M32;
+    let v = (u31_to_f32_i32(!x & 0x7fff_ffff) + 0.5) * TWO_M32;
+    let mut s = 0.125f32;
+    for c in SERIES {
+        s = s.mul_add(v, c);
+    }
+    let series = s * v;
+    let l = log_f32_select(if lo { u } else { 1.0 - v });
+    let e = if !lo && v <= 0.0625 { series } else { -l };
+    -log_f32_select(e)
+}

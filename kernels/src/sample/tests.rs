@@ -1,6 +1,6 @@
 use candle_core::{DType, Device, Tensor};
 
-use super::noise::{better, gumbel_f32, log_f32, neg_log_uniform};
+use super::noise::{self, better, gumbel_f32, log_f32, neg_log_uniform};
 use super::*;
 use crate::philox;
 use crate::testing::Rng;
@@ -63,6 +63,31 @@ fn exponential_variate_is_accurate_everywhere() {
         assert!(
             (f64::from(g) - gw).abs() < 4e-6 * gw.abs().max(1.0),
             "x={x:#x}: G {g} vs {gw}"
+        );
+    }
+}
+
+#[test]
+fn branch_free_noise_is_the_same_function() {
+    let mut rng = Rng(15);
+    let edges = [
+        0u32,
+        1,
+        0x7fff_ffff,
+        0x8000_0000,
+        0xf000_0000,
+        0xf000_0001,
+        0xefff_ffff,
+        u32::MAX,
+    ];
+    for x in edges
+        .into_iter()
+        .chain((0..300_000).map(|_| rng.next_u64() as u32))
+    {
+        assert_eq!(
+            noise::gumbel_f32_select(x).to_bits(),
+            gumbel_f32(x).to_bits(),
+            "x={x:#x}"
         );
     }
 }
