@@ -378,10 +378,16 @@ impl Plan for QatPlan {
         // Each run gets a pool of its own for candle's kernels: nested inside
         // the runner's pool, the small matrix products of concurrent runs wait
         // on one another. Results do not depend on the pool size.
+        // The run goes on a thread of its own, joined by blocking: a worker that
+        // waited inside `install` would start more runs meanwhile.
         let outer = rayon::current_num_threads();
         let inner = (outer / self.units.len().clamp(1, outer)).max(1);
         let pool = rayon::ThreadPoolBuilder::new().num_threads(inner).build()?;
-        let result = pool.install(|| self.run(&self.units[index], context))?;
+        let result = std::thread::scope(|s| {
+            s.spawn(|| pool.install(|| self.run(&self.units[index], context)))
+                .join()
+                .map_err(|_| anyhow::anyhow!("the training run panicked"))
+        })??;
         Ok(serde_json::to_value(result)?)
     }
 
