@@ -65,10 +65,15 @@ fn mean_by_x(x: &[f64], y: &[f64], keep: impl Fn(usize) -> bool, log_y: bool) ->
             }
             let (m, lo, hi) = mean_t_interval(&v);
             let f = |v: f64| if log_y { v.exp() } else { v };
-            Some(if lo.is_nan() {
-                Point::new(xv, f(m))
+            // A diverged mean (or its interval) overflows: leave it out.
+            let (y, low, high) = (f(m), f(lo), f(hi));
+            if !y.is_finite() {
+                return None;
+            }
+            Some(if low.is_finite() && high.is_finite() {
+                Point::with_interval(xv, y, low, high)
             } else {
-                Point::with_interval(xv, f(m), f(lo), f(hi))
+                Point::new(xv, y)
             })
         })
         .collect();

@@ -296,8 +296,25 @@ impl QatPlan {
         }
         let activation_bits = (c.quant.activations < 16).then_some(c.quant.activations);
         let mut rows = Vec::new();
+        // A diverged run has non-finite weights, which the RTN quantizers reject:
+        // its rows are recorded as NaN.
+        let finite = weights
+            .iter()
+            .try_fold(true, |ok, (_, t)| -> Result<bool> {
+                Ok(ok && t.abs()?.max_all()?.to_scalar::<f32>()?.is_finite())
+            })?;
         for rotation in &c.eval.rotations {
             for w in &variants {
+                if !finite {
+                    rows.push(PtqRow {
+                        weights: w.clone(),
+                        rotation: rotation.clone(),
+                        loss: f64::NAN,
+                        kl_to_fp: f64::NAN,
+                        kl_to_start: f64::NAN,
+                    });
+                    continue;
+                }
                 let mut model = measure::model_of(&start.config, weights)?;
                 measure::rotate(&mut model, rotation, c.seed)?;
                 measure::quantize(&mut model, w, activation_bits, c.quant.quantize_head)?;
@@ -358,9 +375,20 @@ impl Plan for QatPlan {
     }
 
     fn run_unit(&self, index: usize, context: &UnitContext) -> Result<UnitOutput> {
-        Ok(serde_json::to_value(
-            self.run(&self.units[index], context)?,
-        )?)
+        // Each run gets a pool of its own for candle's kernels: nested inside
+        // the runner's pool, the small matrix products of concurrent runs wait
+        // on one another. Results do not depend on the pool size.
+        // The run goes on a thread of its own, joined by blocking: a worker that
+        // waited inside `install` would start more runs meanwhile.
+        let outer = rayon::current_num_threads();
+        let inner = (outer / self.units.len().clamp(1, outer)).max(1);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(inner).build()?;
+        let result = std::thread::scope(|s| {
+            s.spawn(|| pool.install(|| self.run(&self.units[index], context)))
+                .join()
+                .map_err(|_| anyhow::anyhow!("the training run panicked"))
+        })??;
+        Ok(serde_json::to_value(result)?)
     }
 
     fn tables(&self, outputs: &[UnitOutput]) -> Result<Vec<Table>> {

@@ -103,11 +103,16 @@ pub fn variant_bits(name: &str) -> i64 {
 /// Every table of a point.
 pub fn build(config: &QatConfig, groups: &[ParameterGroup], results: &[RunResult]) -> Vec<Table> {
     let best = best_lrs(results);
+    let vocab = groups
+        .iter()
+        .find(|g| g.name == "model.embed_tokens.weight")
+        .map_or(1, |g| g.shape[0]);
+    let uniform = (vocab as f64).ln();
     vec![
         curves(results, &best),
         finals(config, results, &best),
         ptq(results, &best),
-        sweep(results, &best),
+        sweep(results, &best, uniform),
         headline(config, results, &best),
         compare(results, &best),
         split(groups),
@@ -300,7 +305,9 @@ fn over(g: &[&RunResult], f: impl Fn(&RunResult) -> f64) -> (f64, f64, f64) {
     mean_t_interval(&g.iter().map(|r| f(r)).collect::<Vec<_>>())
 }
 
-fn sweep(results: &[RunResult], best: &[(String, String, f64)]) -> Table {
+/// `uniform`: the loss of a uniform prediction, ln(vocabulary); a run ending
+/// above it has diverged.
+fn sweep(results: &[RunResult], best: &[(String, String, f64)], uniform: f64) -> Table {
     let g = groups(results);
     let q = |g: &Vec<&RunResult>| over(g, |r| r.quant_loss);
     let f = |g: &Vec<&RunResult>| over(g, |r| r.fp_loss);
@@ -311,7 +318,7 @@ fn sweep(results: &[RunResult], best: &[(String, String, f64)]) -> Table {
         .bool("best_lr", &g, |g| is_best(best, g[0]))
         .int("seeds", &g, |g| g.len() as i64)
         .int("diverged", &g, |g| {
-            g.iter().filter(|r| !r.quant_loss.is_finite()).count() as i64
+            g.iter().filter(|r| !(r.quant_loss <= uniform)).count() as i64
         })
         .f64("quant_loss", &g, |g| q(g).0)
         .f64("quant_loss_ci_low", &g, |g| q(g).1)

@@ -51,6 +51,19 @@ fn ste_forward_is_the_rtn_quantizer_to_the_bit() {
         .unwrap();
         let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits_of(&ours), bits_of(&reference), "w{bits} g{group:?}");
+        // The tensor-operation path (used for clipping) computes the same bits.
+        let g = group.unwrap_or(cols);
+        let tensor_path = ste_tensor(&tensor(&w, &[rows * cols / g, g]), bits, 1.0)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(
+            bits_of(&tensor_path),
+            bits_of(&reference),
+            "tensor path w{bits}"
+        );
     }
     // Activations per token, on a [batch, tokens, features] tensor.
     let x = data(2 * 5 * 40, 2);
