@@ -8,7 +8,14 @@
 //! thresholds (exact) and in a log-spaced histogram (quantiles to within one bin,
 //! a factor 2^(1/8) ≈ 9%).
 
+use anyhow::{bail, Result};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+use wb_kernels::stats as stats_kernel;
+
+/// Rows per partial of the `channel_stats` kernel: long enough to amortise the
+/// merge, short enough that its f32 accumulation stays near f32 rounding.
+const KERNEL_BLOCK_ROWS: usize = 256;
 
 /// Thresholds on |x| counted exactly: 6 is LLM.int8()'s outlier magnitude, 100 the
 /// scale of "massive activations" (Sun et al. 2024).
@@ -92,6 +99,28 @@ impl Moments {
             ..Moments::default()
         };
         self.merge(&single);
+    }
+
+    /// Adds the moments (count, mean, central sums, absmax) of values whose
+    /// magnitude counts are added separately.
+    fn merge_moments(&mut self, k: &stats_kernel::ChannelMoments) {
+        if k.count == 0.0 {
+            return;
+        }
+        let other = Moments {
+            count: k.count as u64,
+            mean: k.mean,
+            m2: k.m2,
+            m3: k.m3,
+            m4: k.m4,
+            absmax: k.absmax,
+            above: [0; 4],
+            histogram: Vec::new(),
+        };
+        let (above, histogram) = (self.above, std::mem::take(&mut self.histogram));
+        self.merge(&other);
+        self.above = above;
+        self.histogram = histogram;
     }
 
     /// Adds everything `other` saw (Pébay's pairwise formulas).
@@ -185,11 +214,72 @@ impl ChannelStats {
     }
 
     /// Adds the rows of `data` (`rows × channels`, row-major).
-    pub fn push_rows(&mut self, data: &[f32]) {
+    pub fn push_rows(&mut self, data: &[f32]) -> Result<()> {
+        let c = self.channels.len();
+        if c == 0 || data.len() % c != 0 {
+            bail!(
+                "channel statistics: {} values do not make rows of {c} channels",
+                data.len()
+            );
+        }
+        let x = Tensor::from_slice(data, (data.len() / c, c), &Device::Cpu)?;
+        self.push_moments(&x)?;
+        self.push_counts(data);
+        Ok(())
+    }
+
+    /// Adds the rows of `x` (`[..., channels]`, f32, bf16 or f16, on any
+    /// device): the moments come from the `channel_stats` kernel on the
+    /// tensor's device, the magnitude counts from a copy on the host.
+    pub fn push_tensor(&mut self, x: &Tensor) -> Result<()> {
+        let c = self.channels.len();
+        if x.dims().last() != Some(&c) {
+            bail!(
+                "channel statistics: expected [..., {c}] values, got shape {:?}",
+                x.dims()
+            );
+        }
+        let rows = x.elem_count() / c.max(1);
+        let x = x.reshape((rows, c))?;
+        self.push_moments(&x)?;
+        let host: Vec<f32> = x
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        self.push_counts(&host);
+        Ok(())
+    }
+
+    /// Merges the kernel's per-block moments of `x` (`[rows, channels]`) into
+    /// the accumulators. Blocks of [`KERNEL_BLOCK_ROWS`] rows are accumulated
+    /// in f32 by the kernel and merged in f64 in order, so the result does not
+    /// depend on the thread count.
+    fn push_moments(&mut self, x: &Tensor) -> Result<()> {
+        let partials = stats_kernel::channel_stats(x, KERNEL_BLOCK_ROWS)?;
+        for (m, k) in self
+            .channels
+            .iter_mut()
+            .zip(stats_kernel::merge_partials(&partials)?)
+        {
+            m.merge_moments(&k);
+        }
+        Ok(())
+    }
+
+    /// Counts |x| above the thresholds and in the histogram bins.
+    fn push_counts(&mut self, data: &[f32]) {
         let c = self.channels.len();
         for row in data.chunks_exact(c) {
             for (m, &x) in self.channels.iter_mut().zip(row) {
-                m.push(x as f64);
+                // NaN is skipped, as the kernel skips it in the moments.
+                if x.is_nan() {
+                    continue;
+                }
+                let a = (x as f64).abs();
+                for (count, t) in m.above.iter_mut().zip(THRESHOLDS) {
+                    *count += (a >= t) as u64;
+                }
+                m.histogram[bin_of(a)] += 1;
             }
         }
     }
@@ -268,21 +358,28 @@ mod tests {
             .map(|i| (normal(i as u64, 3) * (1.0 + (i % channels) as f64) + 0.5) as f32)
             .collect();
         let mut whole = ChannelStats::new(channels);
-        whole.push_rows(&data);
+        whole.push_rows(&data).unwrap();
         let mut merged = ChannelStats::new(channels);
         for chunk in data.chunks(channels * 700) {
             let mut part = ChannelStats::new(channels);
-            part.push_rows(chunk);
+            part.push_rows(chunk).unwrap();
             merged.merge(&part);
         }
-        for (a, b) in whole.channels.iter().zip(&merged.channels) {
+        for (c, (a, b)) in whole.channels.iter().zip(&merged.channels).enumerate() {
             assert_eq!(a.count, b.count);
-            assert!(
-                close(a.mean, b.mean)
-                    && close(a.m2, b.m2)
-                    && close(a.m3, b.m3)
-                    && close(a.m4, b.m4)
-            );
+            // The kernel accumulates blocks of rows in f32: chunking changes the
+            // blocks, so the moments agree to f32 rounding.
+            let near = |x: f64, y: f64| (x - y).abs() <= 1e-5 * (1.0 + x.abs().max(y.abs()));
+            assert!(near(a.mean, b.mean) && near(a.variance(), b.variance()));
+            assert!(near(a.skewness(), b.skewness()) && near(a.kurtosis(), b.kurtosis()));
+            // And they agree with the f64 one-value updates.
+            let mut exact = Moments::default();
+            for row in data.chunks_exact(channels) {
+                exact.push(row[c] as f64);
+            }
+            assert!(near(a.mean, exact.mean) && near(a.variance(), exact.variance()));
+            assert!(near(a.kurtosis(), exact.kurtosis()) && near(a.skewness(), exact.skewness()));
+            assert_eq!(a.histogram, exact.histogram);
             assert_eq!(a.absmax, b.absmax);
             assert_eq!(a.above, b.above);
             assert_eq!(a.histogram, b.histogram);
@@ -330,7 +427,7 @@ mod tests {
         }
         data[123 * channels + 40] = 2500.0;
         let mut s = ChannelStats::new(channels);
-        s.push_rows(&data);
+        s.push_rows(&data).unwrap();
         assert_eq!(s.int8_outlier_features(0.06), vec![17]);
         assert_eq!(s.massive_activations(), vec![40]);
         let wide = s.outlier_channels(2.0);

@@ -212,7 +212,7 @@ impl Collector {
             int8_counts: vec![0; n],
             candidates: Vec::new(),
         });
-        entry.moments.push_rows(&rotated);
+        entry.moments.push_rows(&rotated)?;
         let (int8, massive) = (
             self.criteria.int8_threshold,
             self.criteria.massive_threshold,

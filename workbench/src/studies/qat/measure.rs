@@ -162,13 +162,11 @@ struct Collector(Mutex<BTreeMap<String, ChannelStats>>);
 impl Collector {
     fn record(&self, site: String, x: &Tensor) -> Result<()> {
         let n = *x.dims().last().unwrap_or(&1);
-        let rows = x.flatten_all()?.to_vec1::<f32>()?;
         let mut stats = self.0.lock().unwrap();
         stats
             .entry(site)
             .or_insert_with(|| ChannelStats::new(n))
-            .push_rows(&rows);
-        Ok(())
+            .push_tensor(x)
     }
 }
 
@@ -245,7 +243,7 @@ pub fn outliers(model: &Model, windows: &[Window], quantize_head: bool) -> Resul
     for linear in layers.filter(|l| quantized_layer(&l.name, &spec)) {
         let w = linear.weight();
         let mut stats = ChannelStats::new(w.dim(1)?);
-        stats.push_rows(&w.flatten_all()?.to_vec1::<f32>()?);
+        stats.push_tensor(w)?;
         let (k, absmax, ratio) = summarise(&stats);
         weights.push((k, ratio));
         o.weight_kurtosis_max = o.weight_kurtosis_max.max(k);
