@@ -534,7 +534,7 @@ fn a_rotated_model_computes_the_same_logits() {
 #[test]
 fn smoothing_and_key_rotation_leave_logits_unchanged_and_kv_quantization_costs() {
     use workbench::model::kv_quant::KvQuant;
-    use workbench::model::rotate::{rotation_tensor, smooth_linear};
+    use workbench::model::rotate::{online_rotation, smooth_linear};
     use workbench::primitives::rotation::Rotation;
     let Some(path) = stories260k() else { return };
     let reference = load(&path);
@@ -562,9 +562,10 @@ fn smoothing_and_key_rotation_leave_logits_unchanged_and_kv_quantization_costs()
             bits,
             group: head_dim,
             key_rotation: rotate.then(|| {
-                rotation_tensor(Rotation::Hadamard, head_dim)
+                online_rotation(Rotation::Hadamard, head_dim)
                     .unwrap()
                     .unwrap()
+                    .map
             }),
         });
         max_relative(
@@ -579,4 +580,33 @@ fn smoothing_and_key_rotation_leave_logits_unchanged_and_kv_quantization_costs()
         "KV8 rotated {kv8_rotated}"
     );
     assert!(kv2 > 5.0 * kv8, "KV2 {kv2} vs KV8 {kv8}");
+}
+
+/// The online rotations go through the `hadamard` kernel for the Hadamard
+/// schemes: they must equal the dense product x·R of the same matrix, for
+/// powers of two, symmetric (Paley II) and non-symmetric bases, with and
+/// without random signs.
+#[test]
+fn online_hadamard_kernel_equals_dense_rotation() {
+    use workbench::model::rotate::{online_rotation, rotation_tensor};
+    use workbench::primitives::rotation::Rotation;
+    for n in [8, 12, 20, 28, 36, 52, 64, 172] {
+        for rotation in [Rotation::Hadamard, Rotation::RandomHadamard { seed: 5 }] {
+            let online = online_rotation(rotation, n).unwrap().unwrap();
+            assert!(online.map.describe().contains("hadamard kernel"));
+            let dense = rotation_tensor(rotation, n).unwrap().unwrap();
+            let x = Tensor::randn(0f32, 1.0, (3, 5, n), &Device::Cpu).unwrap();
+            let fast = online.map.apply(&x).unwrap();
+            let slow = x.broadcast_matmul(&dense).unwrap();
+            let diff = (fast - &slow)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-5, "n = {n}, {rotation:?}: {diff}");
+        }
+    }
 }

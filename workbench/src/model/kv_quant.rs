@@ -6,22 +6,39 @@
 //! positions, so quantizing on entry equals quantizing the whole cache at every
 //! step, and rollback needs no care.
 
+use std::sync::Arc;
+
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor};
 
+use super::linear::TensorMap;
 use crate::primitives::quant::fake_quantize_kv;
 
 /// How keys and values are stored.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KvQuant {
     /// Bits per cached element, 2 to 8 (asymmetric, per group).
     pub bits: u8,
     /// Group size along the head dimension; must divide it.
     pub group: usize,
-    /// Orthogonal `[head_dim, head_dim]` applied to every head of q and k after
-    /// RoPE (`q R (k R)ᵀ = q kᵀ`), so keys are quantized in a rotated basis
-    /// (QuaRot's online key Hadamard).
-    pub key_rotation: Option<Tensor>,
+    /// An orthogonal map `x ↦ x R` (R `[head_dim, head_dim]`) applied to every
+    /// head of q and k after RoPE (`q R (k R)ᵀ = q kᵀ`), so keys are quantized
+    /// in a rotated basis (QuaRot's online key Hadamard; see
+    /// [`crate::model::rotate::online_rotation`]).
+    pub key_rotation: Option<Arc<dyn TensorMap>>,
+}
+
+impl std::fmt::Debug for KvQuant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvQuant")
+            .field("bits", &self.bits)
+            .field("group", &self.group)
+            .field(
+                "key_rotation",
+                &self.key_rotation.as_ref().map(|r| r.describe()),
+            )
+            .finish()
+    }
 }
 
 impl KvQuant {
@@ -29,7 +46,7 @@ impl KvQuant {
     /// fake-quantized. Shapes `[batch, heads, tokens, head_dim]`.
     pub fn apply(&self, q: Tensor, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (q, k) = match &self.key_rotation {
-            Some(r) => (q.broadcast_matmul(r)?, k.broadcast_matmul(r)?),
+            Some(r) => (r.apply(&q)?, r.apply(&k)?),
             None => (q, k),
         };
         Ok((q, self.quantize(&k)?, self.quantize(&v)?))

@@ -16,7 +16,9 @@ use candle_core::Tensor;
 
 use super::linear::{Linear, LinearConfig, TensorMap};
 use super::llama::Model;
-use crate::primitives::rotation::{matrix, Rotation};
+use crate::primitives::hadamard::FwhtPlan;
+use crate::primitives::rotation::{input_signs, matrix, Rotation};
+use wb_kernels::hadamard::{hadamard as hadamard_kernel, Direction, HadamardOp};
 
 /// Multiplies a linear layer's weight columns by `gain` (`W diag(g)`).
 fn scale_columns(linear: &mut Linear, gain: &Tensor) -> Result<()> {
@@ -95,20 +97,89 @@ impl TensorMap for MatrixMap {
     }
 }
 
+/// The normalised Hadamard transform `x ↦ x·diag(s)·H/√n` along the last axis
+/// through the `hadamard` kernel (n·log n work instead of the n² of a dense
+/// product; on the tensor's device): the same map as [`MatrixMap`] of
+/// [`rotation_tensor`] for the Hadamard schemes, to float rounding.
+pub struct HadamardMap {
+    /// `x·(H/√n)`: the kernel's transposed direction (see `FwhtPlan`).
+    op: HadamardOp,
+    /// The random signs s, applied first (randomized Hadamard).
+    signs: Option<Tensor>,
+}
+
+impl TensorMap for HadamardMap {
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let x = match &self.signs {
+            Some(s) => x.broadcast_mul(&s.to_dtype(x.dtype())?.to_device(x.device())?)?,
+            None => x.clone(),
+        };
+        Ok(hadamard_kernel(&x, &self.op)?)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "x · {}H/√n (hadamard kernel, n = {})",
+            if self.signs.is_some() { "diag(s)·" } else { "" },
+            self.op.plan().n()
+        )
+    }
+}
+
+/// An online rotation of order n: the dense matrix (to fold into weights) and
+/// the map applied to activations (the Hadamard kernel where the scheme is a
+/// Hadamard one, else the dense product).
+#[derive(Clone)]
+pub struct OnlineRotation {
+    /// The orthogonal matrix R, `[n, n]`.
+    pub dense: Tensor,
+    /// `x ↦ x·R` along the last axis.
+    pub map: Arc<dyn TensorMap>,
+}
+
+/// The scheme's online rotation of order n, or None where the order has no
+/// construction.
+pub fn online_rotation(rotation: Rotation, n: usize) -> Result<Option<OnlineRotation>> {
+    let Some(dense) = rotation_tensor(rotation, n)? else {
+        return Ok(None);
+    };
+    let map: Arc<dyn TensorMap> = match rotation {
+        Rotation::Hadamard | Rotation::RandomHadamard { .. } => {
+            let plan = FwhtPlan::new(n).map_err(anyhow::Error::msg)?;
+            let op = HadamardOp::new(plan.kernel_plan().clone(), Direction::Transposed);
+            let signs = input_signs(rotation, n)
+                .map(|s| {
+                    let s: Vec<f32> = s.into_iter().map(|v| v as f32).collect();
+                    Tensor::from_vec(s, n, dense.device())
+                })
+                .transpose()?;
+            Arc::new(HadamardMap { op, signs })
+        }
+        _ => Arc::new(MatrixMap(dense.clone())),
+    };
+    Ok(Some(OnlineRotation { dense, map }))
+}
+
 /// Rotates the MLP hidden activation online: `down` reads `h R` with weight
 /// `W R`, so `(h R)(W R)ᵀ = h Wᵀ` while `h R` has spread-out channels.
 pub fn online_down_rotation(model: &mut Model, r: &Tensor) -> Result<()> {
+    let map = Arc::new(MatrixMap(r.clone()));
+    online_down_rotation_by(model, &OnlineRotation { dense: r.clone(), map })
+}
+
+/// [`online_down_rotation`] with the activations rotated by `r.map`.
+pub fn online_down_rotation_by(model: &mut Model, r: &OnlineRotation) -> Result<()> {
     let hidden = model.config.hidden_dim;
-    if r.dims() != [hidden, hidden] {
+    if r.dense.dims() != [hidden, hidden] {
         bail!(
             "MLP rotation must be [{hidden}, {hidden}], got {:?}",
-            r.dims()
+            r.dense.dims()
         );
     }
     for b in model.blocks.iter_mut() {
         let mut config: LinearConfig = b.down.config().clone();
-        config.input_transform = Some(Arc::new(MatrixMap(r.clone())));
-        let w = b.down.weight().matmul(r)?;
+        config.input_transform = Some(r.map.clone());
+        let w = b.down.weight().matmul(&r.dense)?;
         b.down.set_weight(w)?;
         b.down.configure(config)?;
     }
@@ -216,8 +287,8 @@ pub fn rotate_model(model: &mut Model, rotation: Rotation) -> Result<Applied> {
     fold_norms(model)?;
     rotate_residual(model, &q)?;
     let mut applied = Applied::default();
-    if let Some(r) = rotation_tensor(rotation, model.config.hidden_dim)? {
-        online_down_rotation(model, &r)?;
+    if let Some(r) = online_rotation(rotation, model.config.hidden_dim)? {
+        online_down_rotation_by(model, &r)?;
         applied.mlp_hidden = true;
     }
     if let Some(r) = rotation_tensor(rotation, model.config.head_dim)? {

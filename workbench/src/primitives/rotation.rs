@@ -67,20 +67,37 @@ pub fn matrix(rotation: Rotation, n: usize) -> Result<Vec<f64>, String> {
             let h = hadamard::hadamard(n)?;
             let scale = 1.0 / (n as f64).sqrt();
             let mut q: Vec<f64> = h.entries.iter().map(|&v| v as f64 * scale).collect();
-            if let Rotation::RandomHadamard { seed } = rotation {
+            if let Some(signs) = input_signs(rotation, n) {
                 // Signs first, then the mix: x ↦ (x ⊙ s) H/√n, i.e. Q = diag(s) H/√n
                 // (H·diag(s) acting on column vectors). Flipping signs after the
                 // mix would leave every magnitude as plain Hadamard leaves it.
-                for (i, row) in q.chunks_exact_mut(n).enumerate() {
-                    if philox::bits(seed, i as u64, 0, STREAM_ROTATION) & 1 == 1 {
-                        row.iter_mut().for_each(|v| *v = -*v);
-                    }
+                for (row, sign) in q.chunks_exact_mut(n).zip(signs) {
+                    row.iter_mut().for_each(|v| *v *= sign);
                 }
             }
             q
         }
         Rotation::RandomOrthogonal { seed } => haar_orthogonal(n, seed),
     })
+}
+
+/// The random signs s of a randomized Hadamard rotation of order n (its matrix
+/// is diag(s)·H/√n), or None for a rotation without them.
+pub fn input_signs(rotation: Rotation, n: usize) -> Option<Vec<f64>> {
+    match rotation {
+        Rotation::RandomHadamard { seed } => Some(
+            (0..n)
+                .map(|i| {
+                    if philox::bits(seed, i as u64, 0, STREAM_ROTATION) & 1 == 1 {
+                        -1.0
+                    } else {
+                        1.0
+                    }
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
 }
 
 /// A standard normal keyed by (seed, index).

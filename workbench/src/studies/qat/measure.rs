@@ -74,28 +74,20 @@ pub fn score(model: &Model, windows: &[Window], references: &[&[f32]]) -> Result
 /// folded, residual stream rotated, the MLP hidden activation rotated online
 /// where its width has a construction.
 pub fn rotate(model: &mut Model, name: &str, seed: u64) -> Result<()> {
-    use crate::model::rotate::{fold_norms, online_down_rotation, rotate_residual};
-    use crate::primitives::rotation::{by_name, matrix, Rotation};
+    use crate::model::rotate::{
+        fold_norms, online_down_rotation_by, online_rotation, rotate_residual, rotation_tensor,
+    };
+    use crate::primitives::rotation::{by_name, Rotation};
     let rotation = by_name(name, seed).context("unknown rotation")?;
     if rotation == Rotation::None {
         return Ok(());
     }
-    let as_tensor = |n: usize| -> Result<Option<Tensor>> {
-        Ok(match matrix(rotation, n) {
-            Ok(m) => Some(Tensor::from_vec(
-                m.iter().map(|&v| v as f32).collect::<Vec<f32>>(),
-                (n, n),
-                &Device::Cpu,
-            )?),
-            Err(_) => None,
-        })
-    };
-    let q = as_tensor(model.config.dim)?
+    let q = rotation_tensor(rotation, model.config.dim)?
         .with_context(|| format!("no {name} rotation of the model width {}", model.config.dim))?;
     fold_norms(model)?;
     rotate_residual(model, &q)?;
-    if let Some(r) = as_tensor(model.config.hidden_dim)? {
-        online_down_rotation(model, &r)?;
+    if let Some(r) = online_rotation(rotation, model.config.hidden_dim)? {
+        online_down_rotation_by(model, &r)?;
     }
     Ok(())
 }

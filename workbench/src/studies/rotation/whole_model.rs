@@ -16,7 +16,7 @@ use super::RotationPlan;
 use crate::model::kv_quant::KvQuant;
 use crate::model::linear::Linear;
 use crate::model::llama::Model;
-use crate::model::rotate::{rotate_model, rotation_tensor, smooth_linear};
+use crate::model::rotate::{online_rotation, rotate_model, smooth_linear};
 use crate::model::transforms::QuantizeActivation;
 use crate::primitives::rotation::{smoothquant_scales, Rotation};
 use crate::studies::eval::plan::{compare, logits, SequenceSums};
@@ -87,7 +87,7 @@ impl RotationPlan {
                         c.head_dim
                     )
                 });
-                let key_rotation = rotation_tensor(rotation, c.head_dim)?;
+                let key_rotation = online_rotation(rotation, c.head_dim)?.map(|r| r.map);
                 if key_rotation.is_some() && self.config.kv_bits.iter().any(|&b| b < 16) {
                     parts.push("queries and keys rotated per head before KV quantization".into());
                 }
