@@ -19,6 +19,7 @@ use super::llama::Model;
 use crate::primitives::hadamard::FwhtPlan;
 use crate::primitives::rotation::{input_signs, matrix, Rotation};
 use wb_kernels::hadamard::{hadamard as hadamard_kernel, Direction, HadamardOp};
+use wb_kernels::quant::{rotate_fake_quant, Bits, QuantConfig};
 
 /// Multiplies a linear layer's weight columns by `gain` (`W diag(g)`).
 fn scale_columns(linear: &mut Linear, gain: &Tensor) -> Result<()> {
@@ -108,19 +109,46 @@ pub struct HadamardMap {
     signs: Option<Tensor>,
 }
 
-impl TensorMap for HadamardMap {
-    fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        let x = match &self.signs {
+impl HadamardMap {
+    /// `x ⊙ s`, the input of the unsigned transform.
+    fn signed(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match &self.signs {
             Some(s) => x.broadcast_mul(&s.to_dtype(x.dtype())?.to_device(x.device())?)?,
             None => x.clone(),
+        })
+    }
+
+    /// The rotated `x` fake-quantized per token (symmetric, `bits` 4 or 8, the
+    /// absmax times `clip_ratio` mapped to the largest code) in one pass of the
+    /// fused `rotate_quantize` kernel; the result stays in the rotated basis.
+    pub fn rotate_fake_quantize(&self, x: &Tensor, bits: u8, clip_ratio: f32) -> Result<Tensor> {
+        let bits = match bits {
+            4 => Bits::Int4,
+            8 => Bits::Int8,
+            _ => bail!("the fused rotate-and-quantize kernel takes 4 or 8 bits, not {bits}"),
         };
-        Ok(hadamard_kernel(&x, &self.op)?)
+        let config = QuantConfig {
+            bits,
+            group: None,
+            clip_ratio,
+        };
+        Ok(rotate_fake_quant(&self.signed(x)?, &self.op, &config)?)
+    }
+}
+
+impl TensorMap for HadamardMap {
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(hadamard_kernel(&self.signed(x)?, &self.op)?)
     }
 
     fn describe(&self) -> String {
         format!(
             "x · {}H/√n (hadamard kernel, n = {})",
-            if self.signs.is_some() { "diag(s)·" } else { "" },
+            if self.signs.is_some() {
+                "diag(s)·"
+            } else {
+                ""
+            },
             self.op.plan().n()
         )
     }
@@ -135,6 +163,8 @@ pub struct OnlineRotation {
     pub dense: Tensor,
     /// `x ↦ x·R` along the last axis.
     pub map: Arc<dyn TensorMap>,
+    /// The same map as a Hadamard kernel, for the Hadamard schemes.
+    pub kernel: Option<Arc<HadamardMap>>,
 }
 
 /// The scheme's online rotation of order n, or None where the order has no
@@ -143,7 +173,7 @@ pub fn online_rotation(rotation: Rotation, n: usize) -> Result<Option<OnlineRota
     let Some(dense) = rotation_tensor(rotation, n)? else {
         return Ok(None);
     };
-    let map: Arc<dyn TensorMap> = match rotation {
+    let kernel = match rotation {
         Rotation::Hadamard | Rotation::RandomHadamard { .. } => {
             let plan = FwhtPlan::new(n).map_err(anyhow::Error::msg)?;
             let op = HadamardOp::new(plan.kernel_plan().clone(), Direction::Transposed);
@@ -153,18 +183,29 @@ pub fn online_rotation(rotation: Rotation, n: usize) -> Result<Option<OnlineRota
                     Tensor::from_vec(s, n, dense.device())
                 })
                 .transpose()?;
-            Arc::new(HadamardMap { op, signs })
+            Some(Arc::new(HadamardMap { op, signs }))
         }
-        _ => Arc::new(MatrixMap(dense.clone())),
+        _ => None,
     };
-    Ok(Some(OnlineRotation { dense, map }))
+    let map: Arc<dyn TensorMap> = match &kernel {
+        Some(k) => k.clone(),
+        None => Arc::new(MatrixMap(dense.clone())),
+    };
+    Ok(Some(OnlineRotation { dense, map, kernel }))
 }
 
 /// Rotates the MLP hidden activation online: `down` reads `h R` with weight
 /// `W R`, so `(h R)(W R)ᵀ = h Wᵀ` while `h R` has spread-out channels.
 pub fn online_down_rotation(model: &mut Model, r: &Tensor) -> Result<()> {
     let map = Arc::new(MatrixMap(r.clone()));
-    online_down_rotation_by(model, &OnlineRotation { dense: r.clone(), map })
+    online_down_rotation_by(
+        model,
+        &OnlineRotation {
+            dense: r.clone(),
+            map,
+            kernel: None,
+        },
+    )
 }
 
 /// [`online_down_rotation`] with the activations rotated by `r.map`.

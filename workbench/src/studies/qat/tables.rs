@@ -318,7 +318,9 @@ fn sweep(results: &[RunResult], best: &[(String, String, f64)], uniform: f64) ->
         .bool("best_lr", &g, |g| is_best(best, g[0]))
         .int("seeds", &g, |g| g.len() as i64)
         .int("diverged", &g, |g| {
-            g.iter().filter(|r| !(r.quant_loss <= uniform)).count() as i64
+            g.iter()
+                .filter(|r| r.quant_loss.is_nan() || r.quant_loss > uniform)
+                .count() as i64
         })
         .f64("quant_loss", &g, |g| q(g).0)
         .f64("quant_loss_ci_low", &g, |g| q(g).1)

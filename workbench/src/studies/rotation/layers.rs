@@ -5,7 +5,7 @@
 //! full precision.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
@@ -15,8 +15,9 @@ use super::methods::{Scheme, WeightMethod};
 use super::RotationPlan;
 use crate::model::cache::KvCache;
 use crate::model::linear::Observer;
+use crate::model::linear::TensorMap;
 use crate::model::llama::Model;
-use crate::model::rotate::rotation_tensor;
+use crate::model::rotate::{online_rotation, HadamardMap, OnlineRotation};
 use crate::primitives::quant::ActivationQuantizer;
 use crate::primitives::rotation::smoothquant_scales;
 
@@ -94,6 +95,8 @@ struct Basis {
     a_inv: Tensor,
     b: Tensor,
     b_inv: Tensor,
+    /// `x ↦ x·a` as a Hadamard kernel, for the Hadamard schemes.
+    kernel: Option<Arc<HadamardMap>>,
 }
 
 fn diagonal(values: &[f32]) -> Result<Tensor> {
@@ -136,7 +139,7 @@ impl RotationPlan {
         let methods = self.methods()?;
         let mut rows = Vec::new();
         let mut skipped = Vec::new();
-        let mut rotations: BTreeMap<usize, Option<Tensor>> = BTreeMap::new();
+        let mut rotations: BTreeMap<usize, Option<OnlineRotation>> = BTreeMap::new();
         for linear in model.linears_mut() {
             let Some(x) = inputs.get(&linear.name) else {
                 continue;
@@ -148,7 +151,7 @@ impl RotationPlan {
                     let q = match rotations.get(&n) {
                         Some(q) => q.clone(),
                         None => {
-                            let q = rotation_tensor(rotation, n)?;
+                            let q = online_rotation(rotation, n)?;
                             rotations.insert(n, q.clone());
                             q
                         }
@@ -157,12 +160,13 @@ impl RotationPlan {
                         skipped.push(linear.name.clone());
                         continue;
                     };
-                    let qt = q.t()?.contiguous()?;
+                    let qt = q.dense.t()?.contiguous()?;
                     Basis {
-                        a: q.clone(),
+                        a: q.dense.clone(),
                         a_inv: qt.clone(),
-                        b: q,
+                        b: q.dense,
                         b_inv: qt,
+                        kernel: q.kernel,
                     }
                 }
                 Scheme::SmoothQuant(alpha) => {
@@ -177,12 +181,19 @@ impl RotationPlan {
                         a_inv: diagonal(&s)?,
                         b: diagonal(&s)?,
                         b_inv: diagonal(&inv)?,
+                        kernel: None,
                     }
                 }
             };
             let y = x.matmul(&w.t()?)?;
             let (y_norm, w_norm, x_norm) = (frobenius(&y)?, frobenius(&w)?, frobenius(x)?);
-            let (xr, wr) = (x.matmul(&basis.a)?, w.matmul(&basis.b)?);
+            // Hadamard schemes rotate activations with the kernels (the fast
+            // transform, and the fused rotate-and-quantize below).
+            let xr = match &basis.kernel {
+                Some(k) => k.apply(x)?,
+                None => x.matmul(&basis.a)?,
+            };
+            let wr = w.matmul(&basis.b)?;
             let tokens = xr.dim(0)?;
             let xr_values = xr.flatten_all()?.to_vec1::<f32>()?;
             let wr_values = wr.flatten_all()?.to_vec1::<f32>()?;
@@ -210,8 +221,15 @@ impl RotationPlan {
                     if method.quantizer.is_none() && bits >= 16 {
                         continue; // nothing quantized: the exact product
                     }
+                    let quantizer = self.activation_quantizer(bits);
+                    let fused = basis
+                        .kernel
+                        .as_ref()
+                        .filter(|_| quantizer.per_token && (bits == 4 || bits == 8));
                     let xq = if bits >= 16 {
                         xr.clone()
+                    } else if let Some(k) = fused {
+                        k.rotate_fake_quantize(x, bits, quantizer.clip_ratio)?
                     } else {
                         let v = self
                             .activation_quantizer(bits)
