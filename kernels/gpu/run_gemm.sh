@@ -33,8 +33,8 @@ echo "== parity ($(date +%T))"
 timeout 120 ./gemm_parity --test-threads=1 --nocapture > "$OUT/gemm_parity.log" 2>&1 || status=1
 tail -5 "$OUT/gemm_parity.log"
 echo "== benchmark ($(date +%T))"
-timeout 210 ./gemm_gpu_bench ${WB_GEMM_QUICK:+--quick} --csv "$OUT/gemm_gpu.csv" > /tmp/wbg/bench.log 2>&1 || { status=1; tail -20 /tmp/wbg/bench.log; }
-grep -E "^square" /tmp/wbg/bench.log | head -40
+timeout 210 ./gemm_gpu_bench ${WB_GEMM_QUICK:+--quick} --csv "$OUT/gemm_gpu.csv" > "$OUT/gemm_bench.log" 2>&1 || { status=1; tail -20 "$OUT/gemm_bench.log"; }
+grep -E "^square" "$OUT/gemm_bench.log" | head -40
 if command -v ncu >/dev/null; then
     echo "== ncu ($(date +%T))"
     timeout 150 ncu --kernel-name regex:gemm_w8a8 --csv --print-units base \
@@ -43,7 +43,7 @@ if command -v ncu >/dev/null; then
     grep -c lts__t_sector_hit_rate "$OUT/ncu_raw.csv"
 fi
 echo "== pytorch peers ($(date +%T))"
-timeout 100 python3 "$DIR/gemm_peer.py" "$OUT/gemm_peer.csv" > /tmp/wbg/peer.log 2>&1 || status=1
-grep -E "^peak|Error|error" /tmp/wbg/peer.log | head
+timeout 100 python3 "$DIR/gemm_peer.py" "$OUT/gemm_peer.csv" > "$OUT/gemm_peer.log" 2>&1 || status=1
+grep -E "^peak|Error|error" "$OUT/gemm_peer.log" | head
 echo "== done ($(date +%T)) status $status"
 exit $status
