@@ -27,5 +27,5 @@ while read -r name exe; do
         gemm_gpu) xz -T2 -6 -c "$exe" > "$DEST/gemm_gpu_bench.xz" ;;
     esac
 done < <(build test --release --test gemm_parity; build bench --bench gemm_gpu)
-cp kernels/gpu/run_gemm.sh kernels/gpu/gemm_peer.py "$DEST/"
+cp kernels/gpu/run_gemm.sh kernels/gpu/gemm_peer.py kernels/gpu/gemm_ncu_table.py "$DEST/"
 ls -la "$DEST"

@@ -4,7 +4,7 @@
 # matmul), Nsight Compute's L2 hit rate per schedule, and the cuBLAS peers
 # through PyTorch (int8 _int_mm, bf16, f16, and the card's peaks). Results go
 # to $OUT (or ./gpu-out): run.log, gemm_parity.log, gemm_gpu.csv,
-# ncu_configs.csv + ncu_raw.csv, gemm_peer.csv.
+# ncu_configs.csv + ncu_raw.csv (joined: gemm_l2.csv), gemm_peer.csv.
 #
 #   bash run_gemm.sh [DIR]   DIR holds what build_gemm.sh packed (default:
 #                            this script's folder)
@@ -40,7 +40,7 @@ if command -v ncu >/dev/null; then
     timeout 150 ncu --kernel-name regex:gemm_w8a8 --csv --print-units base \
         --metrics lts__t_sector_hit_rate.pct,gpu__time_duration.sum,dram__bytes_read.sum,lts__t_sectors.sum \
         ./gemm_gpu_bench --profile --csv "$OUT/ncu_configs.csv" > "$OUT/ncu_raw.csv" 2>&1 || status=1
-    grep -c lts__t_sector_hit_rate "$OUT/ncu_raw.csv"
+    python3 "$DIR/gemm_ncu_table.py" "$OUT/ncu_raw.csv" "$OUT/ncu_configs.csv" "$OUT/gemm_l2.csv" || status=1
 fi
 echo "== pytorch peers ($(date +%T))"
 timeout 100 python3 "$DIR/gemm_peer.py" "$OUT/gemm_peer.csv" > "$OUT/gemm_peer.log" 2>&1 || status=1
