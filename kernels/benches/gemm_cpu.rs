@@ -52,8 +52,18 @@ fn main() {
     for (m, n, k) in shapes {
         let a = codes(1, m * k);
         let b = codes(2, n * k);
-        let af = Tensor::from_vec(a.iter().map(|&v| f32::from(v)).collect::<Vec<_>>(), (m, k), &Device::Cpu).unwrap();
-        let bf = Tensor::from_vec(b.iter().map(|&v| f32::from(v)).collect::<Vec<_>>(), (n, k), &Device::Cpu).unwrap();
+        let af = Tensor::from_vec(
+            a.iter().map(|&v| f32::from(v)).collect::<Vec<_>>(),
+            (m, k),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let bf = Tensor::from_vec(
+            b.iter().map(|&v| f32::from(v)).collect::<Vec<_>>(),
+            (n, k),
+            &Device::Cpu,
+        )
+        .unwrap();
         let bft = bf.t().unwrap().contiguous().unwrap();
         let mut out = vec![0i32; m * n];
         let naive_rows = m.min(8);

@@ -9,8 +9,9 @@
 //! Timing: inputs rotate over enough copies to exceed 160 MB (3× the H100's
 //! 50 MB L2), so no call starts with its operands in L2 from the previous
 //! one; after warm-up, batches of back-to-back calls (≥ 3 ms a batch) ended
-//! by a device synchronisation; the median per call over REPS batches, with
-//! the fastest and slowest batch as the interval. Launch and candle's output
+//! by a device synchronisation, the schedules interleaved batch by batch;
+//! the median per call over REPS batches, the fastest and slowest batch as
+//! the interval, and the median of the batches' paired ratios to row-major. Launch and candle's output
 //! allocation are included (a few µs: visible at M = 1).
 
 #[cfg(feature = "cuda")]
@@ -19,7 +20,7 @@ mod gpu {
     use std::time::Instant;
 
     use candle_core::{DType, Device, Tensor};
-    use wb_kernels::gemm::{gemm_w8a8_i32, GemmConfig, Schedule, ScaledGemmOp};
+    use wb_kernels::gemm::{gemm_w8a8_i32, GemmConfig, ScaledGemmOp, Schedule};
 
     const REPS: usize = 9;
     const ROTATE_BYTES: usize = 160 << 20;
@@ -96,6 +97,53 @@ mod gpu {
         (per[REPS / 2], per[0], per[REPS - 1])
     }
 
+    fn sorted(v: &[f64]) -> Vec<f64> {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        s
+    }
+
+    fn median(v: &[f64]) -> f64 {
+        sorted(v)[v.len() / 2]
+    }
+
+    /// Per-call seconds of `count` variants, REPS batches each, interleaved
+    /// (batch r of every variant before batch r + 1 of any); f(variant,
+    /// call index). Calls per batch from variant 0 (≥ 3 ms a batch).
+    fn time_interleaved<F: FnMut(usize, usize)>(
+        dev: &Device,
+        count: usize,
+        mut f: F,
+    ) -> Vec<Vec<f64>> {
+        let mut i = 0;
+        for o in 0..count {
+            for _ in 0..3 {
+                f(o, i);
+                i += 1;
+            }
+        }
+        sync(dev);
+        let t = Instant::now();
+        f(0, i);
+        i += 1;
+        sync(dev);
+        let one = t.elapsed().as_secs_f64().max(1e-7);
+        let iters = ((3e-3 / one).ceil() as usize).clamp(3, 400);
+        let mut per = vec![Vec::with_capacity(REPS); count];
+        for _ in 0..REPS {
+            for (o, p) in per.iter_mut().enumerate() {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    f(o, i);
+                    i += 1;
+                }
+                sync(dev);
+                p.push(t.elapsed().as_secs_f64() / iters as f64);
+            }
+        }
+        per
+    }
+
     struct Case {
         set: &'static str,
         model: &'static str,
@@ -109,11 +157,25 @@ mod gpu {
         let mut v = Vec::new();
         for &(model, proj, n, k) in &WEIGHTS {
             for &m in &MS {
-                v.push(Case { set: "model", model, proj, m, n, k });
+                v.push(Case {
+                    set: "model",
+                    model,
+                    proj,
+                    m,
+                    n,
+                    k,
+                });
             }
         }
         for &s in &SQUARES[..if quick { 3 } else { 5 }] {
-            v.push(Case { set: "square", model: "-", proj: "-", m: s, n: s, k: s });
+            v.push(Case {
+                set: "square",
+                model: "-",
+                proj: "-",
+                m: s,
+                n: s,
+                k: s,
+            });
         }
         v
     }
@@ -134,11 +196,11 @@ mod gpu {
         }
         let quick = args.iter().any(|a| a == "--quick");
         let mut csv = String::from(
-            "set,model,proj,m,n,k,kernel,tile,schedule,median_ms,min_ms,max_ms,tops,speedup_vs_row_major\n",
+            "set,model,proj,m,n,k,kernel,tile,schedule,median_ms,min_ms,max_ms,tops,speedup_vs_row_major,speedup_paired\n",
         );
         for c in cases(quick) {
             let (m, n, k) = (c.m, c.n, c.k);
-            let ops = 2.0 * (m * n * k) as f64;
+            let ops_count = 2.0 * (m * n * k) as f64;
             let copies = (ROTATE_BYTES / (m * k + n * k)).clamp(1, 32);
             let a: Vec<Tensor> = (0..copies).map(|_| codes(&dev, m, k)).collect();
             let b: Vec<Tensor> = (0..copies).map(|_| codes(&dev, n, k)).collect();
@@ -150,22 +212,29 @@ mod gpu {
                 tiles.push((256, 128));
             }
             for tile in tiles {
-                let mut base = f64::NAN;
-                for s in Schedule::ALL {
-                    let op = ScaledGemmOp {
+                // All schedules interleaved batch by batch, so drift in the
+                // card's clocks affects each alike (the first-timed schedule
+                // took every warm-up effect before).
+                let ops: Vec<ScaledGemmOp> = Schedule::ALL
+                    .iter()
+                    .map(|&s| ScaledGemmOp {
                         cfg: GemmConfig::new(tile.0, tile.1, 64, s),
-                    };
-                    let (med, lo, hi) = time(&dev, |i| {
-                        let j = i % copies;
-                        let _ = a[j].apply_op3_no_bwd(&b[j], &scales, &op).unwrap();
-                    });
-                    if s == Schedule::RowMajor {
-                        base = med;
-                    }
+                    })
+                    .collect();
+                let per = time_interleaved(&dev, ops.len(), |o, i| {
+                    let j = i % copies;
+                    let _ = a[j].apply_op3_no_bwd(&b[j], &scales, &ops[o]).unwrap();
+                });
+                let base = median(&per[0]);
+                for (o, s) in Schedule::ALL.iter().enumerate() {
+                    let med = median(&per[o]);
+                    let sp = sorted(&per[o]);
+                    let paired: Vec<f64> = (0..REPS).map(|r| per[0][r] / per[o][r]).collect();
                     let line = format!(
-                        "{},{},{},{m},{n},{k},gemm_w8a8,{}x{},{},{:.5},{:.5},{:.5},{:.2},{:.3}",
+                        "{},{},{},{m},{n},{k},gemm_w8a8,{}x{},{},{:.5},{:.5},{:.5},{:.2},{:.3},{:.3}",
                         c.set, c.model, c.proj, tile.0, tile.1, s.name(),
-                        med * 1e3, lo * 1e3, hi * 1e3, ops / med / 1e12, base / med
+                        med * 1e3, sp[0] * 1e3, sp[REPS - 1] * 1e3,
+                        ops_count / med / 1e12, base / med, median(&paired)
                     );
                     println!("{line}");
                     writeln!(csv, "{line}").unwrap();
@@ -176,18 +245,34 @@ mod gpu {
             // weights [N, K] used transposed as the int8 kernel uses them.
             let copies_f = (ROTATE_BYTES / (2 * (m * k + n * k))).clamp(1, 32);
             let af: Vec<Tensor> = (0..copies_f)
-                .map(|_| Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap().to_dtype(DType::BF16).unwrap())
+                .map(|_| {
+                    Tensor::randn(0f32, 1.0, (m, k), &dev)
+                        .unwrap()
+                        .to_dtype(DType::BF16)
+                        .unwrap()
+                })
                 .collect();
             let wf: Vec<Tensor> = (0..copies_f)
-                .map(|_| Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap().to_dtype(DType::BF16).unwrap())
+                .map(|_| {
+                    Tensor::randn(0f32, 1.0, (n, k), &dev)
+                        .unwrap()
+                        .to_dtype(DType::BF16)
+                        .unwrap()
+                })
                 .collect();
             let (med, lo, hi) = time(&dev, |i| {
                 let j = i % copies_f;
                 let _ = af[j].matmul(&wf[j].t().unwrap()).unwrap();
             });
             let line = format!(
-                "{},{},{},{m},{n},{k},candle_bf16_matmul,-,-,{:.5},{:.5},{:.5},{:.2},",
-                c.set, c.model, c.proj, med * 1e3, lo * 1e3, hi * 1e3, ops / med / 1e12
+                "{},{},{},{m},{n},{k},candle_bf16_matmul,-,-,{:.5},{:.5},{:.5},{:.2},,",
+                c.set,
+                c.model,
+                c.proj,
+                med * 1e3,
+                lo * 1e3,
+                hi * 1e3,
+                ops_count / med / 1e12
             );
             println!("{line}");
             writeln!(csv, "{line}").unwrap();
@@ -218,7 +303,14 @@ mod gpu {
                 let cfg = GemmConfig::new(tile.0, tile.1, 64, s);
                 let _ = gemm_w8a8_i32(&a, &b, &cfg).unwrap();
                 sync(dev);
-                writeln!(csv, "{id},{name},{m},{n},{k},{}x{},{}", tile.0, tile.1, s.name()).unwrap();
+                writeln!(
+                    csv,
+                    "{id},{name},{m},{n},{k},{}x{},{}",
+                    tile.0,
+                    tile.1,
+                    s.name()
+                )
+                .unwrap();
                 id += 1;
             }
         }

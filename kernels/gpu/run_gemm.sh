@@ -3,8 +3,9 @@
 # against the CPU, its benchmark over schedules and shapes (with candle's bf16
 # matmul), Nsight Compute's L2 hit rate per schedule, and the cuBLAS peers
 # through PyTorch (int8 _int_mm, bf16, f16, and the card's peaks). Results go
-# to $OUT (or ./gpu-out): run.log, gemm_parity.log, gemm_gpu.csv,
-# ncu_configs.csv + ncu_raw.csv (joined: gemm_l2.csv), gemm_peer.csv.
+# to $OUT (or ./gpu-out): run.log, gemm_parity.log, gemm_bench.log,
+# gemm_gpu.csv, gemm_l2.csv (Nsight Compute's CSV joined with the profiled
+# configurations), gemm_peer.csv and gemm_peer.log.
 #
 #   bash run_gemm.sh [DIR]   DIR holds what build_gemm.sh packed (default:
 #                            this script's folder)
@@ -39,8 +40,8 @@ if command -v ncu >/dev/null; then
     echo "== ncu ($(date +%T))"
     timeout 150 ncu --kernel-name regex:gemm_w8a8 --csv --print-units base \
         --metrics lts__t_sector_hit_rate.pct,gpu__time_duration.sum,dram__bytes_read.sum,lts__t_sectors.sum \
-        ./gemm_gpu_bench --profile --csv "$OUT/ncu_configs.csv" > "$OUT/ncu_raw.csv" 2>&1 || status=1
-    python3 "$DIR/gemm_ncu_table.py" "$OUT/ncu_raw.csv" "$OUT/ncu_configs.csv" "$OUT/gemm_l2.csv" || status=1
+        ./gemm_gpu_bench --profile --csv /tmp/wbg/ncu_configs.csv > /tmp/wbg/ncu_raw.csv 2>&1 || status=1
+    python3 "$DIR/gemm_ncu_table.py" /tmp/wbg/ncu_raw.csv /tmp/wbg/ncu_configs.csv "$OUT/gemm_l2.csv" > /dev/null || status=1
 fi
 echo "== pytorch peers ($(date +%T))"
 timeout 100 python3 "$DIR/gemm_peer.py" "$OUT/gemm_peer.csv" > "$OUT/gemm_peer.log" 2>&1 || status=1

@@ -75,7 +75,11 @@ fn every_tile_and_schedule_matches_the_cpu() {
     let mut rng = Rng(0x8a8);
     let mut shapes = vec![(1, 1, 16), (16, 64, 64), (17, 129, 80), (300, 250, 1040)];
     for _ in 0..4 {
-        shapes.push((1 + rng.below(400), 1 + rng.below(400), 16 * (1 + rng.below(60))));
+        shapes.push((
+            1 + rng.below(400),
+            1 + rng.below(400),
+            16 * (1 + rng.below(60)),
+        ));
     }
     for (m, n, k) in shapes {
         let (a, b) = (rng.codes(m * k), rng.codes(n * k));

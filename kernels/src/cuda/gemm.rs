@@ -31,8 +31,7 @@ fn threads(tile: (usize, usize)) -> u32 {
 /// the host `Arc` alive, so its address is never reused).
 fn upload_map(dev: &CudaDevice, map: &Arc<[u32]>) -> Result<Arc<CudaSlice<u32>>> {
     type Key = (candle_core::cuda::DeviceId, usize);
-    static CACHE: Mutex<Option<HashMap<Key, (Arc<[u32]>, Arc<CudaSlice<u32>>)>>> =
-        Mutex::new(None);
+    static CACHE: Mutex<Option<HashMap<Key, (Arc<[u32]>, Arc<CudaSlice<u32>>)>>> = Mutex::new(None);
     let key = (dev.id(), Arc::as_ptr(map) as *const u32 as usize);
     let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let cache = guard.get_or_insert_with(HashMap::new);
@@ -94,12 +93,38 @@ pub(crate) fn gemm(
     let storage = if scales.is_some() {
         let out = alloc::<f32>(&dev, m * n)?;
         let po = dptr(&dev, &out, 0);
-        launch!(dev, GEMM_W8A8, name("f32"), launch_cfg, pa, pb, pm, ps, po, m32, n32, k32);
+        launch!(
+            dev,
+            GEMM_W8A8,
+            name("f32"),
+            launch_cfg,
+            pa,
+            pb,
+            pm,
+            ps,
+            po,
+            m32,
+            n32,
+            k32
+        );
         CudaStorage::wrap_cuda_slice(out, dev)
     } else {
         let out = alloc::<i32>(&dev, m * n)?;
         let po = dptr(&dev, &out, 0);
-        launch!(dev, GEMM_W8A8, name("i32"), launch_cfg, pa, pb, pm, ps, po, m32, n32, k32);
+        launch!(
+            dev,
+            GEMM_W8A8,
+            name("i32"),
+            launch_cfg,
+            pa,
+            pb,
+            pm,
+            ps,
+            po,
+            m32,
+            n32,
+            k32
+        );
         CudaStorage::wrap_cuda_slice(out, dev)
     };
     Ok((storage, Shape::from((m, n))))

@@ -88,25 +88,25 @@ pub fn gemm_i32_cpu(
     let next = AtomicUsize::new(0);
     let dst = Out(out.as_mut_ptr());
     let workers = rayon::current_num_threads().min(map.len()).max(1);
-    let (mp, np) = (cfg.tile_m.next_multiple_of(MR), cfg.tile_n.next_multiple_of(NR));
+    let (mp, np) = (
+        cfg.tile_m.next_multiple_of(MR),
+        cfg.tile_n.next_multiple_of(NR),
+    );
     let kp = cfg.tile_k.next_multiple_of(KS);
     let avx2 = has_avx2();
-    (0..workers)
-        .into_par_iter()
-        .with_max_len(1)
-        .for_each(|_| {
-            let mut s = Scratch {
-                a: vec![0; mp * kp],
-                b: vec![0; np * kp],
-                acc: vec![0; mp * np],
-            };
-            loop {
-                let t = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&packed) = map.get(t) else { break };
-                let (tr, tc) = ((packed >> 16) as usize, (packed & 0xffff) as usize);
-                tile(a, b, (m, n, k), cfg, (tr, tc), &mut s, avx2, &dst);
-            }
-        });
+    (0..workers).into_par_iter().with_max_len(1).for_each(|_| {
+        let mut s = Scratch {
+            a: vec![0; mp * kp],
+            b: vec![0; np * kp],
+            acc: vec![0; mp * np],
+        };
+        loop {
+            let t = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&packed) = map.get(t) else { break };
+            let (tr, tc) = ((packed >> 16) as usize, (packed & 0xffff) as usize);
+            tile(a, b, (m, n, k), cfg, (tr, tc), &mut s, avx2, &dst);
+        }
+    });
     Ok(())
 }
 

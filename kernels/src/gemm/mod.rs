@@ -155,11 +155,8 @@ pub fn gemm_w8a8(
         ],
         0,
     )?;
-    a.contiguous()?.apply_op3_no_bwd(
-        &b.contiguous()?,
-        &scales,
-        &ScaledGemmOp { cfg: *cfg },
-    )
+    a.contiguous()?
+        .apply_op3_no_bwd(&b.contiguous()?, &scales, &ScaledGemmOp { cfg: *cfg })
 }
 
 fn codes<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [u8]> {

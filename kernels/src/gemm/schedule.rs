@@ -151,7 +151,11 @@ pub fn order(schedule: Schedule, tiles_m: usize, tiles_n: usize) -> Vec<(usize, 
     let total = tiles_m * tiles_n;
     if !matches!(schedule, Schedule::Morton | Schedule::Hilbert) {
         return (0..total)
-            .map(|i| schedule.direct(i, tiles_m, tiles_n).expect("a direct order"))
+            .map(|i| {
+                schedule
+                    .direct(i, tiles_m, tiles_n)
+                    .expect("a direct order")
+            })
             .collect();
     }
     let side = tiles_m.max(tiles_n).max(1).next_power_of_two() as u32;

@@ -18,7 +18,16 @@ fn codes(rng: &mut Rng, len: usize) -> Vec<i8> {
 }
 
 fn grids() -> Vec<(usize, usize)> {
-    let mut g = vec![(1, 1), (1, 7), (7, 1), (2, 2), (3, 5), (8, 8), (9, 17), (16, 3)];
+    let mut g = vec![
+        (1, 1),
+        (1, 7),
+        (7, 1),
+        (2, 2),
+        (3, 5),
+        (8, 8),
+        (9, 17),
+        (16, 3),
+    ];
     g.extend([(33, 65), (64, 64), (1, 448), (5, 112), (100, 1)]);
     g
 }
@@ -53,9 +62,18 @@ fn every_schedule_visits_every_tile_once() {
 
 #[test]
 fn schedules_have_their_shapes() {
-    assert_eq!(order(Schedule::RowMajor, 2, 3)[..4], [(0, 0), (0, 1), (0, 2), (1, 0)]);
-    assert_eq!(order(Schedule::ColumnMajor, 2, 3)[..3], [(0, 0), (1, 0), (0, 1)]);
-    assert_eq!(order(Schedule::Morton, 2, 2), [(0, 0), (0, 1), (1, 0), (1, 1)]);
+    assert_eq!(
+        order(Schedule::RowMajor, 2, 3)[..4],
+        [(0, 0), (0, 1), (0, 2), (1, 0)]
+    );
+    assert_eq!(
+        order(Schedule::ColumnMajor, 2, 3)[..3],
+        [(0, 0), (1, 0), (0, 1)]
+    );
+    assert_eq!(
+        order(Schedule::Morton, 2, 2),
+        [(0, 0), (0, 1), (1, 0), (1, 1)]
+    );
     // Grouped with one row per band is row-major; with a band as tall as the
     // grid it is column-major.
     for (tm, tn) in grids() {
@@ -98,7 +116,13 @@ fn schedule_names_round_trip() {
 #[test]
 fn every_schedule_matches_the_reference() {
     let mut rng = Rng(0x6e44);
-    let tiles = [(4, 2, 16), (5, 3, 16), (16, 16, 32), (8, 24, 48), (32, 32, 256)];
+    let tiles = [
+        (4, 2, 16),
+        (5, 3, 16),
+        (16, 16, 32),
+        (8, 24, 48),
+        (32, 32, 256),
+    ];
     for trial in 0..12 {
         // Shapes that are not multiples of any tile, small and skinny ones.
         let m = [1, 3, 16, 17, 37][trial % 5] + rng.below(20);
@@ -163,7 +187,10 @@ fn ops_on_tensors_match_and_scale() {
                 * f64::from(rs[i])
                 * f64::from(cs[j]);
             let g = f64::from(y[i * n + j]);
-            assert!((g - exact).abs() <= 1e-6 * exact.abs().max(1.0), "{g} vs {exact}");
+            assert!(
+                (g - exact).abs() <= 1e-6 * exact.abs().max(1.0),
+                "{g} vs {exact}"
+            );
         }
     }
 }
@@ -195,7 +222,10 @@ fn results_do_not_depend_on_the_thread_count() {
     let (a, b) = (codes(&mut rng, m * k), codes(&mut rng, n * k));
     let cfg = GemmConfig::new(16, 8, 32, Schedule::Grouped { group_m: 2 });
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         let mut out = vec![0; m * n];
         pool.install(|| gemm_i32_cpu(&a, &b, m, n, k, &cfg, &mut out).unwrap());
         out

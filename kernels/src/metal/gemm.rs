@@ -68,7 +68,11 @@ pub(crate) fn gemm(
     let dev = a.device().clone();
     let (tm, tn) = c.grid(m, n);
     let map = upload_map(&dev, &tile_map(c.schedule, tm, tn)?)?;
-    let dtype = if scales.is_some() { DType::F32 } else { DType::I32 };
+    let dtype = if scales.is_some() {
+        DType::F32
+    } else {
+        DType::I32
+    };
     let out = dev.new_buffer(m * n, dtype, "wb_gemm_w8a8")?;
     let params = GemmParams {
         m: m as u32,
