@@ -7,11 +7,12 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const KERNELS: [&str; 4] = [
+const KERNELS: [&str; 5] = [
     "hadamard",
     "rotate_quantize",
     "channel_stats",
     "gumbel_sample",
+    "gemm_w8a8",
 ];
 
 fn main() {

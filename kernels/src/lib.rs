@@ -12,11 +12,14 @@
 //!   mergeable partials.
 //! - [`sample`]: Gumbel-max sampling with Philox noise, bit-identical across
 //!   backends.
+//! - [`gemm`]: the W8A8 matrix product (int8 × int8 → int32 → scaled f32) with
+//!   a selectable order of output tiles.
 
 #[cfg(feature = "cuda")]
 #[doc(hidden)]
 pub mod cuda;
 pub mod elem;
+pub mod gemm;
 pub mod hadamard;
 #[cfg(feature = "metal")]
 mod metal;

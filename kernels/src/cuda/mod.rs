@@ -7,6 +7,7 @@
 //! add.
 
 pub(crate) mod channel_stats;
+pub(crate) mod gemm;
 pub(crate) mod gumbel_sample;
 pub mod hadamard;
 pub(crate) mod rotate_quantize;
@@ -30,6 +31,10 @@ pub(crate) const ROTATE_QUANTIZE: (&str, &str) = (
 pub(crate) const CHANNEL_STATS: (&str, &str) = (
     "wb_channel_stats",
     include_str!(concat!(env!("OUT_DIR"), "/channel_stats.ptx")),
+);
+pub(crate) const GEMM_W8A8: (&str, &str) = (
+    "wb_gemm_w8a8",
+    include_str!(concat!(env!("OUT_DIR"), "/gemm_w8a8.ptx")),
 );
 pub(crate) const GUMBEL_SAMPLE: (&str, &str) = (
     "wb_gumbel_sample",

@@ -10,6 +10,7 @@
 //! `tests/gpu_parity.rs` runs the same parity tests as on CUDA.
 
 pub(crate) mod channel_stats;
+pub(crate) mod gemm;
 pub(crate) mod gumbel_sample;
 pub(crate) mod hadamard;
 pub(crate) mod rotate_quantize;
@@ -28,6 +29,7 @@ pub(crate) const ROTATE_QUANTIZE: (&str, &str) =
     ("rotate_quantize", include_str!("rotate_quantize.metal"));
 pub(crate) const CHANNEL_STATS: (&str, &str) =
     ("channel_stats", include_str!("channel_stats.metal"));
+pub(crate) const GEMM_W8A8: (&str, &str) = ("gemm_w8a8", include_str!("gemm.metal"));
 pub(crate) const GUMBEL_SAMPLE: (&str, &str) =
     ("gumbel_sample", include_str!("gumbel_sample.metal"));
 

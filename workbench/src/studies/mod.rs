@@ -4,6 +4,7 @@
 
 pub mod acceptance;
 pub mod eval;
+pub mod gemm_schedule;
 pub mod outliers;
 pub mod qat;
 pub mod rotation;
@@ -22,6 +23,7 @@ pub fn all() -> Vec<&'static dyn Study> {
         &rotation::RotationStudy,
         &qat::QatStudy,
         &speculation::SpeculationStudy,
+        &gemm_schedule::GemmScheduleStudy,
     ]
 }
 
