@@ -44,8 +44,11 @@ struct GumbelArgs {
 __device__ __forceinline__ uint4 philox_k(uint4 c, const GumbelArgs& a) {
 #pragma unroll
     for (int round = 0; round < 10; ++round) {
-        const unsigned hi0 = __umulhi(M0, c.x), lo0 = M0 * c.x;
-        const unsigned hi1 = __umulhi(M1, c.z), lo1 = M1 * c.z;
+        // One 32×32→64 multiply each (IMAD.WIDE.U32), both halves used.
+        const unsigned long long p0 = (unsigned long long)M0 * c.x;
+        const unsigned long long p1 = (unsigned long long)M1 * c.z;
+        const unsigned hi0 = (unsigned)(p0 >> 32), lo0 = (unsigned)p0;
+        const unsigned hi1 = (unsigned)(p1 >> 32), lo1 = (unsigned)p1;
         c = make_uint4(hi1 ^ c.y ^ a.k0[round], lo1, hi0 ^ c.w ^ a.k1[round], lo0);
     }
     return c;
@@ -182,9 +185,25 @@ struct Cand {
     bool known;
 };
 
-// Exact score of a token from its logit and noise bits.
-__device__ __forceinline__ float exact_score(float l, float inv_t, unsigned bits) {
+// Exact score of a token from its logit and noise bits. Not inlined: the
+// exact noise is ~100 instructions and is needed rarely; inlined into every
+// unrolled token of the loop it made the kernel 100 KB of code, and the
+// instruction cache, not arithmetic, set the pace.
+__device__ __noinline__ float exact_score(float l, float inv_t, unsigned bits) {
     return __fmaf_rn(l, inv_t, gumbel_exact(bits));
+}
+
+// The rare case of `consider`: the token's approximate score is within the
+// margins of the candidate's bounds, so both get exact scores.
+__device__ __noinline__ Cand resolve(Cand c, float l, unsigned i, unsigned bits, float inv_t) {
+    if (!c.known) {
+        const float e = exact_score(c.l, inv_t, c.bits);
+        c.lb = c.ub = e;
+        c.known = true;
+    }
+    const float e = exact_score(l, inv_t, bits);
+    if (better(e, i, c.lb, c.i)) c = {e, e, l, i, bits, true};
+    return c;
 }
 
 // Offers token i (logit l, noise bits) to the candidate; see the file comment.
@@ -197,23 +216,14 @@ __device__ __forceinline__ void consider(Cand& c, float l, unsigned i, unsigned 
     }
     const float sa = fmaf(l, inv_t, gumbel_approx(bits));
     const float m = margin(sa);
-    if (c.i == 0xffffffffu) {
-        c = {sa - m, sa + m, l, i, bits, false};
-        return;
-    }
+    // The common case first: below the candidate (false while there is none,
+    // since lb starts as NaN).
     if (sa + m < c.lb) return;
-    if (sa - m > c.ub) {
+    if (c.i == 0xffffffffu || sa - m > c.ub) {
         c = {sa - m, sa + m, l, i, bits, false};
         return;
     }
-    // Too close to call on the approximation (rare): exact scores.
-    if (!c.known) {
-        const float e = exact_score(c.l, inv_t, c.bits);
-        c.lb = c.ub = e;
-        c.known = true;
-    }
-    const float e = exact_score(l, inv_t, bits);
-    if (better(e, i, c.lb, c.i)) c = {e, e, l, i, bits, true};
+    c = resolve(c, l, i, bits, inv_t);
 }
 
 // One block: tokens [start, start + chunk) of row blockIdx.y (relative to the

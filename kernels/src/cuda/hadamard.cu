@@ -148,8 +148,13 @@ __device__ __forceinline__ void fwht_rows_t(const Tin* x, Tout* y, const float* 
 }
 
 #define FWHTT(T, NT, L)                                                                     \
-    extern "C" __global__ void __launch_bounds__(FwhtT<T, L>::BLOCK)                       \
+    extern "C" __global__ void __launch_bounds__(FwhtT<T, L>::BLOCK, FwhtT<T, L>::MINB)    \
         hadamard_t_##NT##_##L(const T* x, T* y, const float* signs, long long rows,        \
+                              float scale, int signs_after, int chunks) {                  \
+        fwht_rows_t<T, T, L>(x, y, signs, rows, scale, signs_after);                       \
+    }                                                                                      \
+    extern "C" __global__ void __launch_bounds__(FwhtT<T, L>::BLOCK, FwhtT<T, L>::MINB_TIGHT) \
+        hadamard_u_##NT##_##L(const T* x, T* y, const float* signs, long long rows,        \
                               float scale, int signs_after, int chunks) {                  \
         fwht_rows_t<T, T, L>(x, y, signs, rows, scale, signs_after);                       \
     }
