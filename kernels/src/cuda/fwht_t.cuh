@@ -44,9 +44,9 @@ struct FwhtT {
     // Blocks per multiprocessor asked of the register allocator: at most 64
     // registers a thread (50 % occupancy). Left free, ptxas took 86–88 and
     // the kernel ran at 25 % occupancy, stalled on global loads.
+    // (A 40-register cap spilled 0.4–0.7 KB a thread and ran at 0.18–0.35
+    // of copy.)
     static constexpr int MINB = 1024 / BLOCK;
-    // The tighter variant (hadamard_u_*): about 40 registers (75 %).
-    static constexpr int MINB_TIGHT = 1536 / BLOCK > 0 ? 1536 / BLOCK : 1;
     static constexpr bool TWO = L > 10;
     static constexpr int P2 = LV + 5 < L - 5 ? LV + 5 : L - 5;
     static_assert(L >= 10 && L <= 15, "transpose kernels cover n = 2^10 .. 2^15");

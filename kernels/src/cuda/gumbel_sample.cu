@@ -44,11 +44,8 @@ struct GumbelArgs {
 __device__ __forceinline__ uint4 philox_k(uint4 c, const GumbelArgs& a) {
 #pragma unroll
     for (int round = 0; round < 10; ++round) {
-        // One 32×32→64 multiply each (IMAD.WIDE.U32), both halves used.
-        const unsigned long long p0 = (unsigned long long)M0 * c.x;
-        const unsigned long long p1 = (unsigned long long)M1 * c.z;
-        const unsigned hi0 = (unsigned)(p0 >> 32), lo0 = (unsigned)p0;
-        const unsigned hi1 = (unsigned)(p1 >> 32), lo1 = (unsigned)p1;
+        const unsigned hi0 = __umulhi(M0, c.x), lo0 = M0 * c.x;
+        const unsigned hi1 = __umulhi(M1, c.z), lo1 = M1 * c.z;
         c = make_uint4(hi1 ^ c.y ^ a.k0[round], lo1, hi0 ^ c.w ^ a.k1[round], lo0);
     }
     return c;

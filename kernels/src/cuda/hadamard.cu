@@ -152,11 +152,6 @@ __device__ __forceinline__ void fwht_rows_t(const Tin* x, Tout* y, const float* 
         hadamard_t_##NT##_##L(const T* x, T* y, const float* signs, long long rows,        \
                               float scale, int signs_after, int chunks) {                  \
         fwht_rows_t<T, T, L>(x, y, signs, rows, scale, signs_after);                       \
-    }                                                                                      \
-    extern "C" __global__ void __launch_bounds__(FwhtT<T, L>::BLOCK, FwhtT<T, L>::MINB_TIGHT) \
-        hadamard_u_##NT##_##L(const T* x, T* y, const float* signs, long long rows,        \
-                              float scale, int signs_after, int chunks) {                  \
-        fwht_rows_t<T, T, L>(x, y, signs, rows, scale, signs_after);                       \
     }
 #define FWHTT_ALL(T, NT) \
     FWHTT(T, NT, 10)     \

@@ -72,8 +72,7 @@ fn device_arrays(op: &HadamardOp, dev: &CudaDevice) -> Result<(u64, u64)> {
 /// base kernel; 1 or 2 extra doublings of the elements per thread (f32→f32
 /// and bf16→bf16, n = 2^8 .. 2^15); 3 the software-pipelined kernel; 4 the
 /// shared-memory transpose kernel (`fwht_t.cuh`; same dtype in and out,
-/// n = 2^10 .. 2^15) at ≤ 64 registers, 5 the same at ≤ ~40 registers.
-/// Where a variant does not apply the base kernel runs.
+/// n = 2^10 .. 2^15). Where a variant does not apply the base kernel runs.
 /// Not for normal use.
 #[doc(hidden)]
 pub static EPT_SHIFT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(AUTO);
@@ -117,7 +116,7 @@ pub(crate) fn run(
     if m == 1 {
         let shift = match EPT_SHIFT.load(std::sync::atomic::Ordering::Relaxed) {
             AUTO => default_variant(dtype, log_s),
-            v => v.min(5),
+            v => v.min(4),
         };
         let same = dtype == out && matches!(dtype, DType::F32 | DType::BF16);
         let pipelined = shift == 3
@@ -127,11 +126,11 @@ pub(crate) fn run(
                 _ => (11..=15).contains(&log_s),
             };
         let variant = (1..=2).contains(&shift) && same && (8..=15).contains(&log_s);
-        let transpose = (4..=5).contains(&shift) && dtype == out && (10..=15).contains(&log_s);
+        let transpose = shift == 4 && dtype == out && (10..=15).contains(&log_s);
         let (name, block, smem, grid) = if transpose {
             let (rpb, block, smem) = fwht_t_shape(log_s);
             (
-                format!("hadamard_{}_{tin}_{log_s}", if shift == 4 { "t" } else { "u" }),
+                format!("hadamard_t_{tin}_{log_s}"),
                 block,
                 smem,
                 rows.div_ceil(rpb),
