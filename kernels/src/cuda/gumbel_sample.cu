@@ -185,7 +185,7 @@ struct Cand {
 // Exact score of a token from its logit and noise bits. Not inlined: the
 // exact noise is ~100 instructions and is needed rarely; inlined into every
 // unrolled token of the loop it made the kernel 100 KB of code, and the
-// instruction cache, not arithmetic, set the pace.
+// kernel took 36.4 µs instead of 31.1 on the H100 (runs on two machines).
 __device__ __noinline__ float exact_score(float l, float inv_t, unsigned bits) {
     return __fmaf_rn(l, inv_t, gumbel_exact(bits));
 }
