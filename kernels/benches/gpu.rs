@@ -95,13 +95,17 @@ mod gpu {
         let run = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
 
         if args.iter().any(|a| a == "--profile") {
-            // A few in-place transforms for a profiler (ncu) to look at.
-            for (dtype, k) in [
-                (DType::BF16, 8u32),
-                (DType::BF16, 9),
-                (DType::F32, 13),
-                (DType::F32, 14),
+            // A few in-place transforms (base and transpose kernels) and
+            // sampling calls for a profiler (ncu) to look at.
+            #[cfg(feature = "cuda")]
+            for (dtype, k, variant) in [
+                (DType::BF16, 10u32, 0u32),
+                (DType::BF16, 10, 4),
+                (DType::F32, 14, 0),
+                (DType::F32, 14, 4),
             ] {
+                wb_kernels::cuda::hadamard::EPT_SHIFT
+                    .store(variant, std::sync::atomic::Ordering::Relaxed);
                 let n = 1usize << k;
                 let rows = BATCH_BYTES / dtype.size_in_bytes() / n;
                 let x = random(&dev, (rows, n), dtype);
@@ -112,6 +116,18 @@ mod gpu {
                 }
                 dev.synchronize().unwrap();
             }
+            let x = (random(&dev, (64, 131_072), DType::F32) * 4.0).unwrap();
+            let positions: Vec<u64> = (0..64).collect();
+            let s = GumbelSampler {
+                seed: 7,
+                stream: 0,
+                temperature: 0.8,
+                top_k: None,
+            };
+            for _ in 0..3 {
+                let _ = s.sample(&x, &positions).unwrap();
+            }
+            dev.synchronize().unwrap();
             return;
         }
 
@@ -165,7 +181,7 @@ mod gpu {
                     // Tuning variants of the power-of-two kernel (CUDA only).
                     #[cfg(feature = "cuda")]
                     let shifts: &[u32] = if m == 1 {
-                        &[wb_kernels::cuda::hadamard::AUTO, 0, 1, 2, 3]
+                        &[wb_kernels::cuda::hadamard::AUTO, 0, 1, 2, 3, 4]
                     } else {
                         &[wb_kernels::cuda::hadamard::AUTO]
                     };

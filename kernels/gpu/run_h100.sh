@@ -33,9 +33,19 @@ timeout 300 ./gpu_parity --test-threads=1 --nocapture 2>&1 | tee -a "$OUT/parity
 echo "== benchmark" | tee "$OUT/bench.log"
 timeout 240 ./gpu_bench 2>&1 | tee -a "$OUT/bench.log" || status=1
 if [ -n "${WB_NCU:-}" ] && command -v ncu >/dev/null; then
+    # Base (shuffle) and transpose Hadamard kernels, and the sampling kernel:
+    # throughput sections, then the warp stall reasons.
+    K='regex:^(hadamard_(bf16_bf16_10|t_bf16_10|f32_f32_14|t_f32_14)|gumbel_f32)$'
     echo "== ncu" | tee "$OUT/ncu.log"
-    timeout 150 ncu --kernel-name regex:"hadamard_(bf16_bf16_(8|9)|f32_f32_1[34])$" --launch-skip 1 --launch-count 4 \
-        --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis \
+    timeout 150 ncu --kernel-name "$K" --launch-count 15 \
+        --section SpeedOfLight --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis \
+        --section MemoryWorkloadAnalysis ./gpu_bench --profile 2>&1 | grep -vE "^==PROF==|^\s*$" >> "$OUT/ncu.log" || true
+    echo "== ncu stalls" >> "$OUT/ncu.log"
+    M=smsp__inst_executed.sum
+    for r in no_instruction long_scoreboard short_scoreboard mio_throttle barrier math_pipe_throttle lg_throttle wait not_selected selected dispatch_stall branch_resolving; do
+        M="$M,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio"
+    done
+    timeout 120 ncu --kernel-name "$K" --launch-count 15 --metrics "$M" \
         ./gpu_bench --profile 2>&1 | grep -vE "^==PROF==|^\s*$" >> "$OUT/ncu.log" || true
 fi
 echo "== pytorch peer" | tee -a "$OUT/bench.log"

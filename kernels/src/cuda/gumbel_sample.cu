@@ -7,31 +7,46 @@
 // conversions are of values below 2^24 (exact). So scores are the CPU's bits.
 //
 // Speed: the exact noise costs two software logarithms per token. Each token
-// first gets a cheap approximation with the hardware __log2f, whose error is
-// documented (absolute 2^-22 on [0.5, 2], else 2 ulp); with the margin below
-// a token whose approximate score + margin is below the thread's best exact
-// score cannot win, and is skipped. Only the remaining tokens (a few per
-// thread, plus those whose approximation is not trusted: E < 2^-8) get the
-// exact score. Skipping never changes the winner; the margin is checked
-// exhaustively over all 2^32 inputs by `gumbel_margin_check`.
+// first gets a cheap approximation with the hardware __log2f (error at most
+// 2^-12 for every input, checked exhaustively by `gumbel_margin_check`), and
+// each thread keeps one candidate with bounds on its exact score: a token
+// whose approximate score + margin is below the candidate's lower bound is
+// skipped, one whose approximate score - margin is above the candidate's
+// upper bound replaces it, and only the rare token in between gets exact
+// scores (its own and the candidate's). At the end only the lanes whose
+// candidate may still be the warp's best compute an exact score (usually one
+// per warp). Skipping never changes the winner.
+//
+// One launch per call (up to MAXR rows): positions and the Philox round keys
+// come as kernel parameters, and the last block of each row (a ticket per
+// row) writes the token and its exact score and resets the row's key and
+// ticket to zero, so the cached scratch is ready for the next call with no
+// memset.
 #include "common.cuh"
 
 using namespace wb;
 
 namespace {
 
-constexpr unsigned M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+constexpr unsigned M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
 
-__device__ __forceinline__ uint4 philox(uint4 c, unsigned k0, unsigned k1) {
+constexpr int MAXR = 128;
+
+// Kernel parameters: positions of up to MAXR rows and the ten round keys of
+// each half of the Philox key (constant for a call, so they are read from
+// the parameter bank instead of being recomputed per block).
+struct GumbelArgs {
+    unsigned long long pos[MAXR];
+    unsigned k0[10];
+    unsigned k1[10];
+};
+
+__device__ __forceinline__ uint4 philox_k(uint4 c, const GumbelArgs& a) {
 #pragma unroll
     for (int round = 0; round < 10; ++round) {
-        if (round > 0) {
-            k0 += W0;
-            k1 += W1;
-        }
         const unsigned hi0 = __umulhi(M0, c.x), lo0 = M0 * c.x;
         const unsigned hi1 = __umulhi(M1, c.z), lo1 = M1 * c.z;
-        c = make_uint4(hi1 ^ c.y ^ k0, lo1, hi0 ^ c.w ^ k1, lo0);
+        c = make_uint4(hi1 ^ c.y ^ a.k0[round], lo1, hi0 ^ c.w ^ a.k1[round], lo0);
     }
     return c;
 }
@@ -92,15 +107,22 @@ __device__ __forceinline__ float neg_log_uniform(unsigned x) {
 
 __device__ __forceinline__ float gumbel_exact(unsigned x) { return -log_exact(neg_log_uniform(x)); }
 
-// Approximate G, or NaN when the approximation is not trusted (E < 2^-8).
+// Approximate G for every input (never NaN). E = -ln u: for u ≤ 1/2 from
+// __log2f(u); for u > 1/2 from v = 1 - u (exact from ~x, as the exact path
+// does), by __log2f(1 - v), or by the series v + v²/2 + v³/3 + v⁴/4 when
+// v < 2^-5, where __log2f near 1 would lose E's relative accuracy.
 __device__ __forceinline__ float gumbel_approx(unsigned x) {
     const float ln2 = 0.6931471805599453f;
-    const float u = ((float)x + 0.5f) * 2.3283064365386963e-10f;
-    const float e = -__log2f(u) * ln2;
-    return e >= 0.00390625f ? -__log2f(e) * ln2 : __int_as_float(0x7fc00000);
+    const bool lo = x < 0x80000000u;
+    const unsigned y = lo ? x : ~x;
+    const float f = ((float)y + 0.5f) * 2.3283064365386963e-10f;
+    const float e1 = -__log2f(lo ? f : 1.0f - f) * ln2;
+    const float e2 = f * (1.0f + f * (0.5f + f * (0.33333334f + f * 0.25f)));
+    const float e = (!lo && f < 0.03125f) ? e2 : e1;
+    return -__log2f(e) * ln2;
 }
 
-// |G_approx − G| ≤ 2^-12 where trusted (checked by gumbel_margin_check);
+// |G_approx − G| ≤ 2^-12 (checked by gumbel_margin_check);
 // the margin also covers the score's own roundings.
 __device__ __forceinline__ float margin(float s) { return 0.0009765625f + fabsf(s) * 2.384185791015625e-07f; }
 
@@ -152,36 +174,108 @@ __device__ __forceinline__ void load4(const T* row, unsigned t0, unsigned end, b
     }
 }
 
-// One block: tokens [start, start + chunk) of row blockIdx.y; the winner goes
-// into keys[row] by atomicMax of (ordered score, ~token).
+// The thread's running candidate: token ci (0xffffffff: none yet), its
+// Philox bits and logit, and bounds lb ≤ exact score ≤ ub (equal once known).
+struct Cand {
+    float lb, ub, l;
+    unsigned i, bits;
+    bool known;
+};
+
+// Exact score of a token from its logit and noise bits. Not inlined: the
+// exact noise is ~100 instructions and is needed rarely; inlined into every
+// unrolled token of the loop it made the kernel 100 KB of code, and the
+// kernel took 36.4 µs instead of 31.1 on the H100 (runs on two machines).
+__device__ __noinline__ float exact_score(float l, float inv_t, unsigned bits) {
+    return __fmaf_rn(l, inv_t, gumbel_exact(bits));
+}
+
+// The rare case of `consider`: the token's approximate score is within the
+// margins of the candidate's bounds, so both get exact scores.
+__device__ __noinline__ Cand resolve(Cand c, float l, unsigned i, unsigned bits, float inv_t) {
+    if (!c.known) {
+        const float e = exact_score(c.l, inv_t, c.bits);
+        c.lb = c.ub = e;
+        c.known = true;
+    }
+    const float e = exact_score(l, inv_t, bits);
+    if (better(e, i, c.lb, c.i)) c = {e, e, l, i, bits, true};
+    return c;
+}
+
+// Offers token i (logit l, noise bits) to the candidate; see the file comment.
+template <bool EXACT_ONLY>
+__device__ __forceinline__ void consider(Cand& c, float l, unsigned i, unsigned bits, float inv_t) {
+    if (EXACT_ONLY) {
+        const float e = exact_score(l, inv_t, bits);
+        if (c.i == 0xffffffffu || better(e, i, c.lb, c.i)) c = {e, e, l, i, bits, true};
+        return;
+    }
+    const float sa = fmaf(l, inv_t, gumbel_approx(bits));
+    const float m = margin(sa);
+    // The common case first: below the candidate (false while there is none,
+    // since lb starts as NaN).
+    if (sa + m < c.lb) return;
+    if (c.i == 0xffffffffu || sa - m > c.ub) {
+        c = {sa - m, sa + m, l, i, bits, false};
+        return;
+    }
+    c = resolve(c, l, i, bits, inv_t);
+}
+
+// One block: tokens [start, start + chunk) of row blockIdx.y (relative to the
+// launch's first row); the winner goes into keys[row] by atomicMax of
+// (ordered score, ~token); the row's last block writes token and score.
 template <typename T, bool EXACT_ONLY>
-__device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const unsigned long long* __restrict__ positions,
-                                            const float* __restrict__ thresholds, unsigned long long* __restrict__ keys,
-                                            unsigned vocab, unsigned chunk, unsigned seed_lo, unsigned seed_hi,
-                                            unsigned stream, float inv_t, int vec) {
+__device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const float* __restrict__ thresholds,
+                                            unsigned long long* __restrict__ keys, unsigned* __restrict__ tickets,
+                                            unsigned* __restrict__ tokens, float* __restrict__ scores, unsigned vocab,
+                                            unsigned chunk, unsigned stream, float inv_t, int vec,
+                                            const GumbelArgs& args) {
     const unsigned row = blockIdx.y;
     const unsigned start = blockIdx.x * chunk;
     const unsigned end = min(start + chunk, vocab);
-    const unsigned long long pos = positions[row];
+    const unsigned long long pos = args.pos[row];
     const float thr = thresholds != nullptr ? thresholds[row] : -INFINITY;
     const T* lr = logits + (unsigned long long)row * vocab;
-    Best best = {__int_as_float(0x7fc00000), 0xffffffffu};
-    for (unsigned q = start / 4 + threadIdx.x; 4 * q < end; q += blockDim.x) {
-        float l[4];
-        load4(lr, 4 * q, end, vec != 0, l);
-        const uint4 r = philox(make_uint4((unsigned)pos, (unsigned)(pos >> 32), q, stream), seed_lo, seed_hi);
-        const unsigned bits[4] = {r.x, r.y, r.z, r.w};
+    Cand c = {__int_as_float(0x7fc00000), __int_as_float(0x7fc00000), 0.0f, 0xffffffffu, 0u, false};
+    // Four groups of four tokens per step, loads first so that they overlap.
+    constexpr int G = 4;
+    const unsigned q0 = start / 4 + threadIdx.x;
+    for (unsigned q = q0; 4 * q < end; q += G * blockDim.x) {
+        float l[G][4];
 #pragma unroll
-        for (int w = 0; w < 4; ++w) {
-            // NaN logits (and padding past the end) and tokens below the
-            // top-k threshold are never candidates.
-            if (!(l[w] >= thr)) continue;
-            if (!EXACT_ONLY) {
-                const float sa = fmaf(l[w], inv_t, gumbel_approx(bits[w]));
-                if (sa + margin(sa) < best.s) continue;
+        for (int g = 0; g < G; ++g) {
+            const unsigned qg = q + g * blockDim.x;
+            if (4 * qg < end) {
+                load4(lr, 4 * qg, end, vec != 0, l[g]);
+            } else {
+#pragma unroll
+                for (int w = 0; w < 4; ++w) l[g][w] = __int_as_float(0x7fc00000);
             }
-            offer(best, __fmaf_rn(l[w], inv_t, gumbel_exact(bits[w])), 4 * q + w);
         }
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            const unsigned qg = q + g * blockDim.x;
+            if (4 * qg >= end) break;
+            const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), qg, stream), args);
+            const unsigned bits[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+            for (int w = 0; w < 4; ++w) {
+                // NaN logits (and padding past the end) and tokens below the
+                // top-k threshold are never candidates.
+                if (!(l[g][w] >= thr)) continue;
+                consider<EXACT_ONLY>(c, l[g][w], 4 * qg + w, bits[w], inv_t);
+            }
+        }
+    }
+    // Lanes whose candidate may still be the warp's best get its exact score.
+    float lbw = c.i == 0xffffffffu ? -INFINITY : c.lb;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) lbw = fmaxf(lbw, __shfl_xor_sync(0xffffffffu, lbw, off));
+    Best best = {__int_as_float(0x7fc00000), 0xffffffffu};
+    if (c.i != 0xffffffffu && !(c.ub < lbw)) {
+        best = {c.known ? c.lb : exact_score(c.l, inv_t, c.bits), c.i};
     }
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) {
@@ -199,30 +293,25 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
             const unsigned long long key = ((unsigned long long)ordered(best.s) << 32) | (0xffffffffu - best.i);
             atomicMax(keys + row, key);
         }
+        __threadfence();
+        if (atomicAdd(tickets + row, 1u) == gridDim.x - 1) {
+            // Every block of the row has offered: finish, and reset the
+            // scratch for the next call.
+            __threadfence();
+            const unsigned long long key = atomicExch(keys + row, 0ull);
+            tickets[row] = 0;
+            if (key == 0) {
+                tokens[row] = 0xffffffffu;
+                scores[row] = __int_as_float(0x7fc00000);
+            } else {
+                const unsigned token = 0xffffffffu - (unsigned)(key & 0xffffffffu);
+                const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), token / 4, stream), args);
+                const unsigned bits[4] = {r.x, r.y, r.z, r.w};
+                tokens[row] = token;
+                scores[row] = exact_score(to_f32(lr[token]), inv_t, bits[token % 4]);
+            }
+        }
     }
-}
-
-// Tokens and exact scores from the keys (u32::MAX and NaN for no candidate).
-template <typename T>
-__device__ __forceinline__ void gumbel_finish(const T* __restrict__ logits, const unsigned long long* __restrict__ positions,
-                                              const unsigned long long* __restrict__ keys, unsigned* __restrict__ tokens,
-                                              float* __restrict__ scores, unsigned rows, unsigned vocab, unsigned seed_lo,
-                                              unsigned seed_hi, unsigned stream, float inv_t) {
-    const unsigned row = blockIdx.x * blockDim.x + threadIdx.x;
-    if (row >= rows) return;
-    const unsigned long long key = keys[row];
-    if (key == 0) {
-        tokens[row] = 0xffffffffu;
-        scores[row] = __int_as_float(0x7fc00000);
-        return;
-    }
-    const unsigned token = 0xffffffffu - (unsigned)(key & 0xffffffffu);
-    const unsigned long long pos = positions[row];
-    const uint4 r = philox(make_uint4((unsigned)pos, (unsigned)(pos >> 32), token / 4, stream), seed_lo, seed_hi);
-    const unsigned bits[4] = {r.x, r.y, r.z, r.w};
-    const float l = to_f32(logits[(unsigned long long)row * vocab + token]);
-    tokens[row] = token;
-    scores[row] = __fmaf_rn(l, inv_t, gumbel_exact(bits[token % 4]));
 }
 
 // The k-th largest non-NaN logit of row blockIdx.x by total_cmp (radix select
@@ -290,31 +379,24 @@ __device__ __forceinline__ void topk_threshold(const T* __restrict__ logits, flo
 
 }  // namespace
 
-#define GUMBEL(T, NAME)                                                                                         \
-    extern "C" __global__ void __launch_bounds__(256)                                                           \
-        gumbel_##NAME(const T* logits, const unsigned long long* positions, const float* thresholds,           \
-                      unsigned long long* keys, unsigned vocab, unsigned chunk, unsigned seed_lo,               \
-                      unsigned seed_hi, unsigned stream, float inv_t, int vec) {                                \
-        gumbel_main<T, false>(logits, positions, thresholds, keys, vocab, chunk, seed_lo, seed_hi, stream,     \
-                              inv_t, vec);                                                                      \
-    }                                                                                                           \
-    extern "C" __global__ void __launch_bounds__(256)                                                           \
-        gumbel_exact_##NAME(const T* logits, const unsigned long long* positions, const float* thresholds,     \
-                            unsigned long long* keys, unsigned vocab, unsigned chunk, unsigned seed_lo,         \
-                            unsigned seed_hi, unsigned stream, float inv_t, int vec) {                          \
-        gumbel_main<T, true>(logits, positions, thresholds, keys, vocab, chunk, seed_lo, seed_hi, stream,      \
-                             inv_t, vec);                                                                       \
-    }                                                                                                           \
-    extern "C" __global__ void gumbel_finish_##NAME(const T* logits, const unsigned long long* positions,       \
-                                                    const unsigned long long* keys, unsigned* tokens,            \
-                                                    float* scores, unsigned rows, unsigned vocab,                \
-                                                    unsigned seed_lo, unsigned seed_hi, unsigned stream,         \
-                                                    float inv_t) {                                               \
-        gumbel_finish<T>(logits, positions, keys, tokens, scores, rows, vocab, seed_lo, seed_hi, stream, inv_t); \
-    }                                                                                                           \
-    extern "C" __global__ void __launch_bounds__(1024)                                                          \
-        topk_threshold_##NAME(const T* logits, float* thresholds, unsigned vocab, unsigned k) {                 \
-        topk_threshold<T>(logits, thresholds, vocab, k);                                                        \
+#define GUMBEL(T, NAME)                                                                                       \
+    extern "C" __global__ void __launch_bounds__(256, 4)                                                      \
+        gumbel_##NAME(const T* logits, const float* thresholds, unsigned long long* keys, unsigned* tickets,  \
+                      unsigned* tokens, float* scores, unsigned vocab, unsigned chunk, unsigned stream,        \
+                      float inv_t, int vec, const GumbelArgs args) {                                          \
+        gumbel_main<T, false>(logits, thresholds, keys, tickets, tokens, scores, vocab, chunk, stream, inv_t, \
+                              vec, args);                                                                     \
+    }                                                                                                         \
+    extern "C" __global__ void __launch_bounds__(256)                                                         \
+        gumbel_exact_##NAME(const T* logits, const float* thresholds, unsigned long long* keys,              \
+                            unsigned* tickets, unsigned* tokens, float* scores, unsigned vocab,              \
+                            unsigned chunk, unsigned stream, float inv_t, int vec, const GumbelArgs args) {   \
+        gumbel_main<T, true>(logits, thresholds, keys, tickets, tokens, scores, vocab, chunk, stream, inv_t,  \
+                             vec, args);                                                                      \
+    }                                                                                                         \
+    extern "C" __global__ void __launch_bounds__(1024)                                                        \
+        topk_threshold_##NAME(const T* logits, float* thresholds, unsigned vocab, unsigned k) {               \
+        topk_threshold<T>(logits, thresholds, vocab, k);                                                      \
     }
 
 GUMBEL(float, f32)
@@ -332,7 +414,7 @@ extern "C" __global__ void gumbel_margin_check(unsigned long long x0, unsigned l
          k += (unsigned long long)gridDim.x * blockDim.x) {
         const unsigned x = (unsigned)(x0 + k);
         const float a = gumbel_approx(x);
-        if (isnan(a)) {
+        if (!(fabsf(a) < INFINITY)) {
             ++untrusted;
         } else {
             worst = fmaxf(worst, fabsf(a - gumbel_exact(x)));

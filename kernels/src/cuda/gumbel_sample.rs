@@ -1,16 +1,149 @@
 //! Gumbel sampling on CUDA (kernels in `gumbel_sample.cu`).
 
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
 use candle_core::backend::BackendStorage;
+use candle_core::cuda::cudarc::driver::{CudaSlice, DeviceRepr};
 use candle_core::op::BackpropOp;
 use candle_core::{CudaDevice, CudaStorage, Layout, Result, Storage, Tensor};
 
 use super::hadamard::dtype_name;
 use super::{alloc, cfg, dptr, launch, storage_ptr, GUMBEL_SAMPLE};
+use crate::philox::{W0, W1};
 use crate::sample::GumbelSampler;
 
-/// Tokens per block: 256 threads × 4 tokens × 8 rounds; small enough that a
-/// batch of 64 rows of 128k tokens makes about 8 blocks per multiprocessor.
-const CHUNK: usize = 8192;
+/// Tokens per block: 256 threads × 4 tokens × 16 steps; a batch of 64 rows of
+/// 128k tokens makes 512 blocks, one wave at four blocks per multiprocessor.
+const CHUNK: usize = 16384;
+
+/// Rows per launch: their positions travel as kernel parameters (`MAXR` in
+/// `gumbel_sample.cu`).
+const MAXR: usize = 128;
+
+/// `GumbelArgs` of `gumbel_sample.cu`: positions and Philox round keys.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct GumbelArgs {
+    pos: [u64; MAXR],
+    k0: [u32; 10],
+    k1: [u32; 10],
+}
+
+// SAFETY: plain old data with the layout of the CUDA struct (repr(C), u64
+// array first, then two u32 arrays), passed by value as a kernel parameter.
+unsafe impl DeviceRepr for GumbelArgs {}
+
+impl GumbelArgs {
+    fn new(seed: u64) -> Self {
+        let (mut k0, mut k1) = ([0u32; 10], [0u32; 10]);
+        let (mut a, mut b) = (seed as u32, (seed >> 32) as u32);
+        for r in 0..10 {
+            k0[r] = a;
+            k1[r] = b;
+            a = a.wrapping_add(W0);
+            b = b.wrapping_add(W1);
+        }
+        GumbelArgs {
+            pos: [0; MAXR],
+            k0,
+            k1,
+        }
+    }
+}
+
+/// Per-device scratch kept between calls: a winner key and a block ticket
+/// per row (zero between calls: the kernel's last block of each row resets
+/// them) and the top-k thresholds.
+struct Scratch {
+    rows: usize,
+    keys: CudaSlice<u64>,
+    tickets: CudaSlice<u32>,
+    thresholds: CudaSlice<f32>,
+}
+
+type ScratchMap = HashMap<candle_core::cuda::DeviceId, Scratch>;
+
+/// The scratch of `dev` with room for `rows` rows. The lock is held for the
+/// whole call, so a concurrent call can neither share nor free it.
+fn scratch<'a>(
+    guard: &'a mut MutexGuard<'static, Option<ScratchMap>>,
+    dev: &CudaDevice,
+    rows: usize,
+) -> Result<&'a Scratch> {
+    let map = guard.get_or_insert_with(HashMap::new);
+    let fresh = map.get(&dev.id()).is_none_or(|s| s.rows < rows);
+    if fresh {
+        let rows = rows.next_power_of_two().max(64);
+        map.insert(
+            dev.id(),
+            Scratch {
+                rows,
+                keys: dev.alloc_zeros::<u64>(rows)?,
+                tickets: dev.alloc_zeros::<u32>(rows)?,
+                thresholds: alloc::<f32>(dev, rows)?,
+            },
+        );
+    }
+    Ok(&map[&dev.id()])
+}
+
+static SCRATCH: Mutex<Option<ScratchMap>> = Mutex::new(None);
+
+/// Launches the sampling kernel (with `exact_only`, its variant without the
+/// approximate-noise filter) over all rows, `MAXR` rows per launch.
+#[allow(clippy::too_many_arguments)]
+fn launch_main(
+    g: &GumbelSampler,
+    dev: &CudaDevice,
+    t: &str,
+    x: u64,
+    eb: usize,
+    vec: i32,
+    sc: &Scratch,
+    thresholds: bool,
+    tokens: u64,
+    scores: u64,
+    batch: usize,
+    vocab: usize,
+    positions: &[u64],
+    exact_only: bool,
+) -> Result<()> {
+    let name = if exact_only {
+        format!("gumbel_exact_{t}")
+    } else {
+        format!("gumbel_{t}")
+    };
+    let mut args = GumbelArgs::new(g.seed);
+    for r0 in (0..batch).step_by(MAXR) {
+        let rows = (batch - r0).min(MAXR);
+        args.pos[..rows].copy_from_slice(&positions[r0..r0 + rows]);
+        let pt = if thresholds {
+            dptr(dev, &sc.thresholds, r0)
+        } else {
+            0u64
+        };
+        launch!(
+            dev,
+            GUMBEL_SAMPLE,
+            name,
+            cfg((vocab.div_ceil(CHUNK) as u32, rows as u32), 256, 0),
+            x + (r0 * vocab * eb) as u64,
+            pt,
+            dptr(dev, &sc.keys, r0),
+            dptr(dev, &sc.tickets, r0),
+            tokens + (r0 * 4) as u64,
+            scores + (r0 * 4) as u64,
+            vocab as u32,
+            CHUNK as u32,
+            g.stream,
+            g.inv_temperature(),
+            vec,
+            args
+        );
+    }
+    Ok(())
+}
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sample_with(
@@ -26,73 +159,41 @@ pub(crate) fn sample_with(
     let t = dtype_name(s.dtype())?;
     let start = layout.start_offset();
     let (x, eb) = storage_ptr(s, start)?;
-    let mut pos = alloc::<u64>(&dev, batch)?;
-    dev.memcpy_htod(positions, &mut pos)?;
-    let pp = dptr(&dev, &pos, 0);
-    let thresholds = alloc::<f32>(&dev, batch)?;
-    let pt = if let Some(k) = g.top_k {
-        let pt = dptr(&dev, &thresholds, 0);
+    let mut guard = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+    let sc = scratch(&mut guard, &dev, batch)?;
+    if let Some(k) = g.top_k {
         launch!(
             dev,
             GUMBEL_SAMPLE,
             format!("topk_threshold_{t}"),
             cfg((batch as u32, 1), 1024, 0),
             x,
-            pt,
+            dptr(&dev, &sc.thresholds, 0),
             vocab as u32,
             k.min(u32::MAX as usize) as u32
         );
-        pt
-    } else {
-        0u64
-    };
-    let keys = dev.alloc_zeros::<u64>(batch)?;
-    let pk = dptr(&dev, &keys, 0);
-    let (seed_lo, seed_hi) = (g.seed as u32, (g.seed >> 32) as u32);
-    let inv_t = g.inv_temperature();
+    }
     // Four logits per thread and step: vector loads when rows stay aligned.
     let vec = (vocab.is_multiple_of(4) && (start * eb).is_multiple_of(4 * eb)) as i32;
-    let name = if exact_only {
-        format!("gumbel_exact_{t}")
-    } else {
-        format!("gumbel_{t}")
-    };
-    launch!(
-        dev,
-        GUMBEL_SAMPLE,
-        name,
-        cfg((vocab.div_ceil(CHUNK) as u32, batch as u32), 256, 0),
-        x,
-        pp,
-        pt,
-        pk,
-        vocab as u32,
-        CHUNK as u32,
-        seed_lo,
-        seed_hi,
-        g.stream,
-        inv_t,
-        vec
-    );
     let tokens = alloc::<u32>(&dev, batch)?;
     let scores = alloc::<f32>(&dev, batch)?;
-    launch!(
-        dev,
-        GUMBEL_SAMPLE,
-        format!("gumbel_finish_{t}"),
-        cfg((batch.div_ceil(128) as u32, 1), 128, 0),
+    launch_main(
+        g,
+        &dev,
+        t,
         x,
-        pp,
-        pk,
+        eb,
+        vec,
+        sc,
+        g.top_k.is_some(),
         dptr(&dev, &tokens, 0),
         dptr(&dev, &scores, 0),
-        batch as u32,
-        vocab as u32,
-        seed_lo,
-        seed_hi,
-        g.stream,
-        inv_t
-    );
+        batch,
+        vocab,
+        positions,
+        exact_only,
+    )?;
+    drop(guard);
     let wrap =
         |st: CudaStorage| Tensor::from_storage(Storage::Cuda(st), batch, BackpropOp::none(), false);
     Ok((
@@ -132,10 +233,9 @@ pub fn margin_check(dev: &CudaDevice) -> Result<(f32, u64)> {
     Ok((f32::from_bits(host[0]), u64::from(host[1])))
 }
 
-/// Device time of the main sampling kernel alone, in ms per launch: CUDA
-/// events around `iters` back-to-back launches on buffers set up once, so
-/// the per-call allocations, the positions upload and the finishing kernel
-/// are left out (they cost more than the kernel at [64, 131072]).
+/// Device time of the sampling kernel alone, in ms per launch: CUDA events
+/// around `iters` back-to-back launches into outputs allocated once, so the
+/// per-call output allocations and host work are left out.
 pub(crate) fn main_kernel_ms(
     g: &GumbelSampler,
     s: &CudaStorage,
@@ -151,40 +251,24 @@ pub(crate) fn main_kernel_ms(
     let t = dtype_name(s.dtype())?;
     let start = layout.start_offset();
     let (x, eb) = storage_ptr(s, start)?;
-    let mut pos = alloc::<u64>(&dev, batch)?;
-    dev.memcpy_htod(positions, &mut pos)?;
-    let pp = dptr(&dev, &pos, 0);
-    let keys = dev.alloc_zeros::<u64>(batch)?;
-    let pk = dptr(&dev, &keys, 0);
-    let (seed_lo, seed_hi) = (g.seed as u32, (g.seed >> 32) as u32);
     let vec = (vocab.is_multiple_of(4) && (start * eb).is_multiple_of(4 * eb)) as i32;
-    let stream = dev.cuda_stream();
-    let launch_once = || -> Result<()> {
-        launch!(
-            dev,
-            GUMBEL_SAMPLE,
-            format!("gumbel_{t}"),
-            cfg((vocab.div_ceil(CHUNK) as u32, batch as u32), 256, 0),
-            x,
-            pp,
-            0u64,
-            pk,
-            vocab as u32,
-            CHUNK as u32,
-            seed_lo,
-            seed_hi,
-            g.stream,
-            g.inv_temperature(),
-            vec
-        );
-        Ok(())
+    let tokens = alloc::<u32>(&dev, batch)?;
+    let scores = alloc::<f32>(&dev, batch)?;
+    let (pt, ps) = (dptr(&dev, &tokens, 0), dptr(&dev, &scores, 0));
+    let mut guard = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+    let sc = scratch(&mut guard, &dev, batch)?;
+    let once = || {
+        launch_main(
+            g, &dev, t, x, eb, vec, sc, false, pt, ps, batch, vocab, positions, false,
+        )
     };
-    launch_once()?;
+    once()?;
+    let stream = dev.cuda_stream();
     let e0 = stream
         .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
         .w()?;
     for _ in 0..iters {
-        launch_once()?;
+        once()?;
     }
     let e1 = stream
         .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))

@@ -20,7 +20,7 @@
 // mix_<out>: the m×m mix for m > 1, on the f32 butterfly output: output chunk
 // a = scale · Σ_b M[b][a] · chunk b, with M = Bᵀ (forward) or B (transposed),
 // given row-major m × m8 (columns padded to a multiple of 8 with zeros).
-#include "fwht.cuh"
+#include "fwht_t.cuh"
 
 using namespace wb;
 
@@ -95,6 +95,74 @@ FWHT_ALL(__nv_bfloat16, __nv_bfloat16, bf16, bf16)
 FWHT_ALL(__half, __half, f16, f16)
 FWHT_ALL(__nv_bfloat16, float, bf16, f32)
 FWHT_ALL(__half, float, f16, f32)
+
+// The transpose kernel (fwht_t.cuh): rows of 2^10 .. 2^15, 32 elements per
+// thread, shared-memory transposes instead of shuffles. Same conventions as
+// fwht_rows (signs on load or store, scale on store, in place safe).
+template <typename Tin, typename Tout, int LOG_N>
+__device__ __forceinline__ void fwht_rows_t(const Tin* x, Tout* y, const float* __restrict__ signs,
+                                            long long rows, float scale, int signs_after) {
+    using C = FwhtT<Tin, LOG_N>;
+    constexpr int N = C::N, V = C::V, TPR = C::TPR;
+    extern __shared__ float smem[];
+    const int tid = threadIdx.x, rloc = tid / TPR, t = tid % TPR;
+    const long long row = (long long)blockIdx.x * C::RPB + rloc;
+    const bool live = row < rows;
+    float r[32];
+    const Tin* xr = x + row * N;
+#pragma unroll
+    for (int c = 0; c < C::CH; ++c) {
+        const int off = (t + TPR * c) * V;
+        if (live) {
+            const Vec<Tin, V> v = *reinterpret_cast<const Vec<Tin, V>*>(xr + off);
+            vec_to_f32(v, r + c * V);
+            if (signs != nullptr && !signs_after) {
+#pragma unroll
+                for (int e = 0; e < V; ++e) r[c * V + e] *= __ldg(signs + off + e);
+            }
+        } else {
+#pragma unroll
+            for (int e = 0; e < V; ++e) r[c * V + e] = 0.0f;
+        }
+    }
+    fwht_t_transform<Tin, LOG_N>(smem + rloc * N, t, r);
+    if (!live) return;
+    Tout* yr = y + row * N;
+    constexpr int VO = 16 / sizeof(Tout);
+#pragma unroll
+    for (int c = 0; c < C::CH; ++c) {
+        const int off = (t + TPR * c) * V;
+        float o[V];
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+            o[e] = r[c * V + e] * scale;
+            if (signs != nullptr && signs_after) o[e] *= __ldg(signs + off + e);
+        }
+#pragma unroll
+        for (int e0 = 0; e0 < V; e0 += VO) {
+            Vec<Tout, VO> v;
+            f32_to_vec(o + e0, v);
+            *reinterpret_cast<Vec<Tout, VO>*>(yr + off + e0) = v;
+        }
+    }
+}
+
+#define FWHTT(T, NT, L)                                                                     \
+    extern "C" __global__ void __launch_bounds__(FwhtT<T, L>::BLOCK, FwhtT<T, L>::MINB)    \
+        hadamard_t_##NT##_##L(const T* x, T* y, const float* signs, long long rows,        \
+                              float scale, int signs_after, int chunks) {                  \
+        fwht_rows_t<T, T, L>(x, y, signs, rows, scale, signs_after);                       \
+    }
+#define FWHTT_ALL(T, NT) \
+    FWHTT(T, NT, 10)     \
+    FWHTT(T, NT, 11)     \
+    FWHTT(T, NT, 12)     \
+    FWHTT(T, NT, 13)     \
+    FWHTT(T, NT, 14)     \
+    FWHTT(T, NT, 15)
+FWHTT_ALL(float, f32)
+FWHTT_ALL(__nv_bfloat16, bf16)
+FWHTT_ALL(__half, f16)
 
 // The software-pipelined kernel for long rows (one row per block, RPB = 1):
 // persistent blocks loop over rows, and the loads of the next row are issued

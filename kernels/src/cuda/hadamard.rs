@@ -27,6 +27,15 @@ pub(crate) fn fwht_shape_x(log_n: u32, elem_bytes: usize, extra: u32) -> (usize,
     (rpb, rpb * tpr, smem)
 }
 
+/// The transpose kernels' launch shape (`FwhtT` in `fwht_t.cuh`): 32
+/// elements per thread, 256 threads per block or one row.
+pub(crate) fn fwht_t_shape(log_n: u32) -> (usize, usize, usize) {
+    let n = 1usize << log_n;
+    let tpr = n / 32;
+    let rpb = if tpr >= 256 { 1 } else { 256 / tpr };
+    (rpb, rpb * tpr, rpb * n * 4)
+}
+
 /// The per-element vector width of the butterfly kernels (elements).
 pub(crate) fn fwht_vec(log_n: u32, elem_bytes: usize) -> usize {
     1 << log_n.min(if elem_bytes == 4 { 2 } else { 3 })
@@ -59,9 +68,12 @@ fn device_arrays(op: &HadamardOp, dev: &CudaDevice) -> Result<(u64, u64)> {
     Ok((signs, mix))
 }
 
-/// Extra doublings of the elements per thread of the power-of-two butterfly
-/// kernels (0, 1 or 2; f32→f32 and bf16→bf16, n = 2^8 .. 2^15 only), for
-/// benchmarking the register/shuffle trade-off. Not for normal use.
+/// The power-of-two kernel variant, for benchmarks and parity tests: 0 the
+/// base kernel; 1 or 2 extra doublings of the elements per thread (f32→f32
+/// and bf16→bf16, n = 2^8 .. 2^15); 3 the software-pipelined kernel; 4 the
+/// shared-memory transpose kernel (`fwht_t.cuh`; same dtype in and out,
+/// n = 2^10 .. 2^15). Where a variant does not apply the base kernel runs.
+/// Not for normal use.
 #[doc(hidden)]
 pub static EPT_SHIFT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(AUTO);
 
@@ -104,7 +116,7 @@ pub(crate) fn run(
     if m == 1 {
         let shift = match EPT_SHIFT.load(std::sync::atomic::Ordering::Relaxed) {
             AUTO => default_variant(dtype, log_s),
-            v => v.min(3),
+            v => v.min(4),
         };
         let same = dtype == out && matches!(dtype, DType::F32 | DType::BF16);
         let pipelined = shift == 3
@@ -114,7 +126,16 @@ pub(crate) fn run(
                 _ => (11..=15).contains(&log_s),
             };
         let variant = (1..=2).contains(&shift) && same && (8..=15).contains(&log_s);
-        let (name, block, smem, grid) = if pipelined {
+        let transpose = shift == 4 && dtype == out && (10..=15).contains(&log_s);
+        let (name, block, smem, grid) = if transpose {
+            let (rpb, block, smem) = fwht_t_shape(log_s);
+            (
+                format!("hadamard_t_{tin}_{log_s}"),
+                block,
+                smem,
+                rows.div_ceil(rpb),
+            )
+        } else if pipelined {
             // Persistent blocks: two per multiprocessor at most.
             let sms = dev
                 .cuda_stream()

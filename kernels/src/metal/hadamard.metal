@@ -9,9 +9,10 @@
 //     elements per thread for s ≤ 2^15), on the f32 intermediate;
 //   mix: the m×m mix for m > 1, M[b][a] = coefficient of input chunk b in
 //     output a (m × m8, as on CUDA).
-// Unlike the CUDA kernels (registers and warp shuffles, one pass for every
-// s ≤ 2^15), this is the plain shared-memory algorithm; it has not been run
-// (no Apple GPU was available), only written to mirror the CUDA results.
+// Like the CUDA transpose kernels (fwht_t.cuh), fwht_block does up to five
+// levels in registers per pass over threadgroup memory; unlike CUDA it needs
+// fwht_cross for s > 4096. It has not been run (no Apple GPU was
+// available), only written to mirror the CUDA results.
 
 struct FwhtParams {
     uint n;         // chunk length s (a power of two)
@@ -41,12 +42,28 @@ kernel void fwht_block(device const Tin* x [[buffer(0)]], device Tout* y [[buffe
         tg[i] = v;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    for (uint h = 1; h < p.block; h <<= 1) {
-        for (uint k = tid; k < p.block / 2; k += tcount) {
-            const uint i = (k / h) * 2 * h + (k % h);
-            const float a = tg[i], b = tg[i + h];
-            tg[i] = a + b;
-            tg[i + h] = a - b;
+    // Up to five levels per pass over threadgroup memory, as the CUDA
+    // transpose kernels (fwht_t.cuh) do: each thread takes groups of 2^lg
+    // elements that differ only in index bits h0 .. h0 + lg - 1, does their
+    // butterflies in registers and writes them back; one barrier per pass
+    // instead of one per level.
+    const uint levels = ctz(p.block);
+    for (uint h0 = 0; h0 < levels; h0 += 5) {
+        const uint lg = min(5u, levels - h0);
+        const uint g = 1u << lg;
+        const uint low = (1u << h0) - 1u;
+        for (uint gi = tid; gi < (p.block >> lg); gi += tcount) {
+            const uint base = (gi & low) | ((gi >> h0) << (h0 + lg));
+            float v[32];
+            for (uint j = 0; j < g; ++j) v[j] = tg[base + (j << h0)];
+            for (uint h = 1; h < g; h <<= 1)
+                for (uint j = 0; j < g; ++j)
+                    if ((j & h) == 0) {
+                        const float a = v[j], b = v[j + h];
+                        v[j] = a + b;
+                        v[j + h] = a - b;
+                    }
+            for (uint j = 0; j < g; ++j) tg[base + (j << h0)] = v[j];
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
