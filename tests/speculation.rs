@@ -10,10 +10,10 @@ use candle_core::Device;
 use workbench::model::llama::Model;
 use workbench::model::llama2c;
 use workbench::model::transforms::weight_variant;
+use workbench::primitives::rotation::Rotation;
 use workbench::speculative::cached::CachedModel;
 use workbench::speculative::decode::{plain, speculative, Settings, SpecRule};
 use workbench::speculative::drafter::{Drafter, ModelDrafter, NgramDrafter};
-use workbench::primitives::rotation::Rotation;
 use workbench::speculative::lossless::{likely_continuations, test};
 use workbench::speculative::sampling::{distribution, Shaping};
 
@@ -57,7 +57,8 @@ fn gamma_zero_is_plain_decoding_for_every_rule() {
         40,
         Shaping::temperature(0.8),
         3,
-    ).unwrap();
+    )
+    .unwrap();
     for rule in [SpecRule::Standard, SpecRule::Gumbel, SpecRule::Naive] {
         let mut target = CachedModel::new(model.clone());
         let mut drafter = ModelDrafter {
@@ -185,24 +186,22 @@ fn lossless_rules_emit_the_target_distribution() {
 }
 
 #[test]
-fn the_speculation_study_runs_and_reports() {
+fn the_speculation_study_runs_reports_and_reproduces() {
     let Some((dir, data)) = common::with_stories260k("speculation") else {
         return;
     };
-    let out = common::run_config(
-        dir.path(),
-        &data,
-        "speculation",
-        "kind = \"speculation\"\nseed = 2\ndrafters = [\"w8\", \"w3\", \"ngram2\"]\nrules = [\"standard\", \"gumbel\"]\n\
+    let config = "kind = \"speculation\"\nseed = 2\n\
+         drafters = [\"w8\", \"w3\", \"w3+hadamard\", \"ngram2\"]\nrules = [\"standard\", \"gumbel\"]\n\
          gammas = [3]\ntemperatures = [0.0, 1.0]\nprompt_length = 6\ntokens = 24\n\
-         [model]\ncheckpoint = \"stories260K\"\n[data]\nsequences = 4\nlength = 32\n",
-    );
+         [model]\ncheckpoint = \"stories260K\"\n[data]\nsequences = 4\nlength = 32\n\
+         [lossless]\ndrafter = \"w8\"\nrules = [\"gumbel\", \"standard\"]\nhorizon = 2\nsamples = 400\n";
+    let out = common::run_config(dir.path(), &data, "speculation", config);
     let text = std::fs::read_to_string(out.join("tables/speculation_runs.csv")).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-    assert_eq!(rows.len(), 3 * 2 * 2);
+    assert_eq!(rows.len(), 4 * 2 * 2);
     let get = |d: &str, r: &str, t: &str, what: &str| -> f64 {
         rows.iter()
             .find(|x| x[col("drafter")] == d && x[col("rule")] == r && x[col("temperature")] == t)
@@ -210,7 +209,7 @@ fn the_speculation_study_runs_and_reports() {
         .parse()
         .unwrap()
     };
-    for d in ["w8", "w3", "ngram2"] {
+    for d in ["w8", "w3", "w3+hadamard", "ngram2"] {
         for t in ["0.0", "1.0"] {
             // Drafter invariance, reported as a column.
             assert_eq!(get(d, "gumbel", t, "matches_plain"), 1.0, "{d} T {t}");
@@ -222,10 +221,55 @@ fn the_speculation_study_runs_and_reports() {
         get("w8", "standard", "1.0", "tokens_per_call")
             > get("w3", "standard", "1.0", "tokens_per_call")
     );
-    assert!(out
-        .join("plots/tokens_per_call_vs_temperature.png")
-        .is_file());
-    assert!(out.join("tables/speculation_positions.csv").is_file());
+    for plot in [
+        "tokens_per_call_vs_temperature",
+        "observed_vs_exact_acceptance",
+        "acceptance_vs_drafter_bits",
+    ] {
+        assert!(out.join(format!("plots/{plot}.png")).is_file(), "{plot}");
+    }
+    // The losslessness table: plain sampling and both rules pass.
+    let lossless = std::fs::read_to_string(out.join("tables/speculation_lossless.csv")).unwrap();
+    let mut lines = lossless.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let p = header.iter().position(|h| *h == "p_value").unwrap();
+    let methods: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(
+        methods.iter().map(|r| r[0]).collect::<Vec<_>>(),
+        ["plain", "gumbel", "standard"]
+    );
+    for r in &methods {
+        assert!(r[p].parse::<f64>().unwrap() > 1e-3, "{r:?}");
+    }
+    assert!(out.join("tables/speculation_timing.csv").is_file());
+    // A rerun on another thread count gives identical tables (timing aside).
+    let config_path = dir.path().join("speculation.toml");
+    let again = dir.path().join("again");
+    let o = common::workbench(&data)
+        .args([
+            "run",
+            config_path.to_str().unwrap(),
+            "--quiet",
+            "--threads",
+            "1",
+            "--out",
+        ])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for table in [
+        "speculation_runs",
+        "speculation_positions",
+        "speculation_lossless",
+    ] {
+        let f = format!("tables/{table}.csv");
+        assert_eq!(
+            std::fs::read(out.join(&f)).unwrap(),
+            std::fs::read(again.join(&f)).unwrap(),
+            "{table}"
+        );
+    }
 }
 
 /// The target rotated (QuaRot-style) and then quantized by `variant`.
@@ -266,7 +310,14 @@ fn filters_and_trees_keep_plain_decoding_and_gumbel_invariance() {
     .enumerate()
     {
         let seed = 40 + i as u64;
-        let expected = plain(&mut CachedModel::new(model.clone()), &PROMPT, 40, shaping, seed).unwrap();
+        let expected = plain(
+            &mut CachedModel::new(model.clone()),
+            &PROMPT,
+            40,
+            shaping,
+            seed,
+        )
+        .unwrap();
         let settings = |gamma, rule, branches| Settings {
             top_k: shaping.top_k,
             top_p: shaping.top_p,
@@ -277,7 +328,8 @@ fn filters_and_trees_keep_plain_decoding_and_gumbel_invariance() {
         for rule in SpecRule::ALL {
             let mut target = CachedModel::new(model.clone());
             let mut drafter = NgramDrafter { n: 2, vocab: 512 };
-            let g = speculative(&mut target, &mut drafter, &PROMPT, 40, settings(0, rule, 1)).unwrap();
+            let g =
+                speculative(&mut target, &mut drafter, &PROMPT, 40, settings(0, rule, 1)).unwrap();
             if rule != SpecRule::Greedy {
                 assert_eq!(g.tokens, expected, "{rule:?} γ = 0 with {shaping:?}");
             }
@@ -323,12 +375,17 @@ fn tree_verification_rolls_back_to_the_kept_branch() {
             roots.iter().filter(|v| v.accepted).count(),
             g.verified.iter().filter(|v| !v.accepted).count(),
         );
-        assert!(kept > 3 && rejected > 3, "{rule:?}: {kept} roots kept, {rejected} rejections");
+        assert!(
+            kept > 3 && rejected > 3,
+            "{rule:?}: {kept} roots kept, {rejected} rejections"
+        );
         // Three branches of three drafts per round, every round until the end.
         assert!(g.drafted > 3 * g.target_calls);
         if rule == SpecRule::SpecInfer {
             // SpecInfer's root acceptance has a closed form; it is a probability.
-            assert!(roots.iter().all(|v| v.exact_rule.is_some_and(|e| (0.0..=1.0 + 1e-9).contains(&e))));
+            assert!(roots.iter().all(|v| v
+                .exact_rule
+                .is_some_and(|e| (0.0..=1.0 + 1e-9).contains(&e))));
         }
         // The cache, left with one row per branch, continues the committed tokens
         // exactly as a fresh model does.
@@ -342,7 +399,10 @@ fn tree_verification_rolls_back_to_the_kept_branch() {
             .iter()
             .zip(&fresh[0])
             .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(worst < 1e-3, "{rule:?}: cached and fresh logits differ by {worst}");
+        assert!(
+            worst < 1e-3,
+            "{rule:?}: cached and fresh logits differ by {worst}"
+        );
     }
 }
 
@@ -362,7 +422,10 @@ fn continuations(
         let tokens = match settings {
             None => plain(&mut target, &PROMPT, horizon, shaping, 1000 + seed).unwrap(),
             Some(s) => {
-                let s = Settings { seed: 1000 + seed, ..s };
+                let s = Settings {
+                    seed: 1000 + seed,
+                    ..s
+                };
                 speculative(&mut target, &mut drafter, &PROMPT, horizon, s)
                     .unwrap()
                     .tokens
@@ -379,8 +442,15 @@ fn lossless_rules_emit_the_targets_continuations_and_typical_does_not() {
     let (w3, w8) = (quantized(&model, "w3"), quantized(&model, "w8"));
     let (horizon, samples) = (3, 2000);
     for shaping in [shaped(1.0, 0, 1.0), shaped(1.0, 12, 0.9)] {
-        let exact = likely_continuations(&model, &PROMPT, horizon, shaping, 2.5 / samples as f64, 20_000)
-            .unwrap();
+        let exact = likely_continuations(
+            &model,
+            &PROMPT,
+            horizon,
+            shaping,
+            2.5 / samples as f64,
+            20_000,
+        )
+        .unwrap();
         let with = |rule, branches| Settings {
             top_k: shaping.top_k,
             top_p: shaping.top_p,
@@ -401,7 +471,11 @@ fn lossless_rules_emit_the_targets_continuations_and_typical_does_not() {
             let t = test(&counts, &exact);
             eprintln!("{name} {shaping:?}: {t:?}");
             assert!(t.dof >= 10, "{name}: only {} degrees of freedom", t.dof);
-            assert!(t.p_value > 1e-3, "{name} {shaping:?}: chi-square p = {}", t.p_value);
+            assert!(
+                t.p_value > 1e-3,
+                "{name} {shaping:?}: chi-square p = {}",
+                t.p_value
+            );
         }
         // Negative control: typical acceptance keeps a draft whenever the target
         // finds it plausible enough, so a good (W8) drafter's samples of p pass
@@ -412,6 +486,10 @@ fn lossless_rules_emit_the_targets_continuations_and_typical_does_not() {
         let counts = continuations(&model, &w8, settings, shaping, horizon, samples);
         let t = test(&counts, &exact);
         eprintln!("typical {shaping:?}: {t:?}");
-        assert!(t.p_value < 1e-6, "typical {shaping:?}: chi-square p = {}", t.p_value);
+        assert!(
+            t.p_value < 1e-6,
+            "typical {shaping:?}: chi-square p = {}",
+            t.p_value
+        );
     }
 }

@@ -52,7 +52,10 @@ impl KvCache {
         for slot in self.layers.iter_mut() {
             if let Some((k, v)) = slot.take() {
                 if k.dim(0)? != 1 {
-                    bail!("only a one-row cache can be repeated, not {} rows", k.dim(0)?);
+                    bail!(
+                        "only a one-row cache can be repeated, not {} rows",
+                        k.dim(0)?
+                    );
                 }
                 *slot = Some((
                     Tensor::cat(&vec![&k; rows], 0)?,

@@ -40,12 +40,7 @@ impl CachedModel {
     /// Keeps the cache row sharing the longest prefix with `sequence`, rolled
     /// back to at most `limit` positions of that prefix; returns its length.
     fn keep_prefix(&mut self, sequence: &[u32], limit: usize) -> Result<usize> {
-        let shared = |fed: &Vec<u32>| {
-            fed.iter()
-                .zip(sequence)
-                .take_while(|(a, b)| a == b)
-                .count()
-        };
+        let shared = |fed: &Vec<u32>| fed.iter().zip(sequence).take_while(|(a, b)| a == b).count();
         let (row, common) = self
             .fed
             .iter()

@@ -174,6 +174,9 @@ pub struct Generation {
     pub drafted: u64,
     /// Every verified draft position, in order.
     pub verified: Vec<Verified>,
+    /// Seconds spent computing the exact per-step expectations (bookkeeping
+    /// for the study, not part of decoding: wall-clock comparisons subtract it).
+    pub bookkeeping_seconds: f64,
 }
 
 /// Plain decoding: `count` tokens after `prompt`, the token at position t being
@@ -204,7 +207,13 @@ struct Verdict {
 }
 
 /// One drafted token against the target's row under a single-draft rule.
-fn verify_one(settings: &Settings, row: &[f32], p: &[f64], draft: &Draft, position: u64) -> Verdict {
+fn verify_one(
+    settings: &Settings,
+    row: &[f32],
+    p: &[f64],
+    draft: &Draft,
+    position: u64,
+) -> Verdict {
     let shaping = settings.shaping();
     let seed = settings.seed;
     let x = draft.token as usize;
@@ -308,8 +317,11 @@ fn exact_rule(settings: &Settings, p: &[f64], qs: &[&[f64]]) -> Option<f64> {
                 let mut none = 1.0;
                 for q in qs {
                     none *= 1.0 - exact::standard(&current, q).min(1.0);
-                    let excess: Vec<f64> =
-                        current.iter().zip(*q).map(|(a, b)| (a - b).max(0.0)).collect();
+                    let excess: Vec<f64> = current
+                        .iter()
+                        .zip(*q)
+                        .map(|(a, b)| (a - b).max(0.0))
+                        .collect();
                     let mass: f64 = excess.iter().sum();
                     if mass > 0.0 {
                         current = excess.iter().map(|v| v / mass).collect();
@@ -326,9 +338,7 @@ fn exact_rule(settings: &Settings, p: &[f64], qs: &[&[f64]]) -> Option<f64> {
         SpecRule::Gumbel => exact::gumbel(p, q),
         SpecRule::Naive => exact::naive(p, q, 1),
         SpecRule::Greedy => exact::greedy(p, q),
-        SpecRule::Typical => {
-            exact::typical(p, q, settings.typical_epsilon, settings.typical_delta)
-        }
+        SpecRule::Typical => exact::typical(p, q, settings.typical_epsilon, settings.typical_delta),
     })
 }
 
@@ -371,6 +381,7 @@ pub fn speculative(
         draft_calls: 0,
         drafted: 0,
         verified: Vec::new(),
+        bookkeeping_seconds: 0.0,
     };
     while sequence.len() - prompt.len() < count {
         let remaining = count - (sequence.len() - prompt.len());
@@ -418,8 +429,10 @@ pub fn speculative(
             } else {
                 verify_roots(&settings, root_row, &p, &roots, position)
             };
+            let clock = std::time::Instant::now();
             out.verified
                 .push(record(&settings, 0, branch.is_some(), &p, &qs));
+            out.bookkeeping_seconds += clock.elapsed().as_secs_f64();
             match branch {
                 Some(b) => {
                     sequence.push(chains[b][0].token);
@@ -434,8 +447,10 @@ pub fn speculative(
                 let row = &logits[b][i];
                 let p = shaping.distribution(row);
                 let v = verify_one(&settings, row, &p, draft, sequence.len() as u64);
+                let clock = std::time::Instant::now();
                 out.verified
                     .push(record(&settings, i, v.accepted, &p, &[draft.q.as_slice()]));
+                out.bookkeeping_seconds += clock.elapsed().as_secs_f64();
                 if v.accepted {
                     sequence.push(draft.token);
                 } else {

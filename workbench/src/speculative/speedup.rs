@@ -67,7 +67,8 @@ mod tests {
         }
         let s = modelled(tokens, rounds, gamma as u64 * rounds, c);
         // 95% interval of the mean tokens per round, scaled by the round cost.
-        let (mean, lo, hi) = crate::primitives::stats::mean_interval(per_round.0, per_round.1, rounds);
+        let (mean, lo, hi) =
+            crate::primitives::stats::mean_interval(per_round.0, per_round.1, rounds);
         let cost = 1.0 + gamma as f64 * c;
         let expected = exact::speedup(alpha, gamma, c);
         assert!((s - mean / cost).abs() < 1e-12);
@@ -77,6 +78,9 @@ mod tests {
             lo / cost,
             hi / cost
         );
-        assert!((exact::tokens_per_call(alpha, gamma) - (1.0 - alpha.powi(5)) / (1.0 - alpha)).abs() < 1e-12);
+        assert!(
+            (exact::tokens_per_call(alpha, gamma) - (1.0 - alpha.powi(5)) / (1.0 - alpha)).abs()
+                < 1e-12
+        );
     }
 }

@@ -215,7 +215,11 @@ impl DrafterSpec {
                 "bf16" | "f16" => Some(16),
                 v => v
                     .strip_prefix('w')
-                    .map(|r| r.chars().take_while(|c| c.is_ascii_digit()).collect::<String>())
+                    .map(|r| {
+                        r.chars()
+                            .take_while(|c| c.is_ascii_digit())
+                            .collect::<String>()
+                    })
                     .and_then(|d| d.parse().ok()),
             },
             _ => None,
@@ -364,7 +368,10 @@ impl SpeculationConfig {
                 }
             }
             if !(1..=6).contains(&l.horizon) {
-                problems.add(&at.key("horizon"), format!("{}; expected 1 to 6", l.horizon));
+                problems.add(
+                    &at.key("horizon"),
+                    format!("{}; expected 1 to 6", l.horizon),
+                );
             }
             if l.samples < 100 {
                 problems.add(
@@ -391,7 +398,10 @@ impl SpeculationConfig {
                 );
             }
             if !(l.top_p > 0.0 && l.top_p <= 1.0) {
-                problems.add(&at.key("top_p"), format!("{}; expected 0 < top_p <= 1", l.top_p));
+                problems.add(
+                    &at.key("top_p"),
+                    format!("{}; expected 0 < top_p <= 1", l.top_p),
+                );
             }
         }
         problems.finish(config)

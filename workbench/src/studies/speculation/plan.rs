@@ -62,7 +62,8 @@ pub struct PositionSums {
 /// Wall-clock seconds of one draft length (measurements, not results).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Timing {
-    /// Speculative decoding of every prompt.
+    /// Speculative decoding of every prompt (the exact per-step expectations'
+    /// bookkeeping excluded).
     pub speculative: f64,
     /// The target's forward passes within it.
     pub target: f64,
@@ -131,8 +132,8 @@ pub struct LosslessResult {
     pub tv: f64,
     /// Exact mass of the enumerated continuations.
     pub covered: f64,
-    /// Acceptance rate over the samples' verified drafts.
-    pub acceptance: f64,
+    /// Acceptance rate over the samples' verified drafts (none for plain sampling).
+    pub acceptance: Option<f64>,
 }
 
 /// A unit's output, tagged by kind.
@@ -275,10 +276,12 @@ impl SpeculationPlan {
                         target.config.vocab_size
                     );
                 }
-                if let (Some(target_path), true) =
-                    (&self.config.model.resolved_path, path.is_dir())
+                if let (Some(target_path), true) = (&self.config.model.resolved_path, path.is_dir())
                 {
-                    let (a, b) = (target_path.join("tokenizer.json"), path.join("tokenizer.json"));
+                    let (a, b) = (
+                        target_path.join("tokenizer.json"),
+                        path.join("tokenizer.json"),
+                    );
                     if a.is_file() && b.is_file() && std::fs::read(&a)? != std::fs::read(&b)? {
                         bail!(
                             "drafter `{name}`: {} differs from the target's {}",
@@ -338,9 +341,11 @@ impl SpeculationPlan {
             };
             let before = (target.seconds, drafter.seconds());
             let clock = Instant::now();
+            let mut bookkeeping = 0.0;
             for (p, prompt) in prompts.iter().enumerate() {
                 let settings = self.settings(point, gamma, self.prompt_seed(p));
                 let g = speculative(&mut target, drafter.as_mut(), prompt, c.tokens, settings)?;
+                bookkeeping += g.bookkeeping_seconds;
                 for v in &g.verified {
                     let s = &mut result.positions[v.index];
                     s.verified += 1;
@@ -363,7 +368,7 @@ impl SpeculationPlan {
                 });
             }
             result.timing = Timing {
-                speculative: clock.elapsed().as_secs_f64(),
+                speculative: clock.elapsed().as_secs_f64() - bookkeeping,
                 target: target.seconds - before.0,
                 draft: drafter.seconds() - before.1,
             };
@@ -412,12 +417,17 @@ impl SpeculationPlan {
         let (mut verified, mut accepted) = (0u64, 0u64);
         for i in 0..l.samples {
             // The same seeds for every method.
-            let seed = self.config.seed.wrapping_mul(0x2545_f491_4f6c_dd1d).wrapping_add(i);
+            let seed = self
+                .config
+                .seed
+                .wrapping_mul(0x2545_f491_4f6c_dd1d)
+                .wrapping_add(i);
             let tokens = match rule {
                 None => plain(&mut target, &prompt, l.horizon, shaping, seed)?,
                 Some(_) => {
                     let settings = self.settings(&point, l.gamma, seed);
-                    let g = speculative(&mut target, drafter.as_mut(), &prompt, l.horizon, settings)?;
+                    let g =
+                        speculative(&mut target, drafter.as_mut(), &prompt, l.horizon, settings)?;
                     verified += g.verified.len() as u64;
                     accepted += g.verified.iter().filter(|v| v.accepted).count() as u64;
                     g.tokens
@@ -440,11 +450,7 @@ impl SpeculationPlan {
             p_value: t.p_value,
             tv: t.tv,
             covered: t.covered,
-            acceptance: if verified > 0 {
-                accepted as f64 / verified as f64
-            } else {
-                f64::NAN
-            },
+            acceptance: (verified > 0).then(|| accepted as f64 / verified as f64),
         })
     }
 }
@@ -491,7 +497,9 @@ impl Plan for SpeculationPlan {
         let grid = self.grid();
         let output = match grid.get(index) {
             Some(point) => Output::Run(self.run_point(point)?),
-            None => Output::Lossless(self.run_lossless(&self.lossless_methods()[index - grid.len()])?),
+            None => {
+                Output::Lossless(self.run_lossless(&self.lossless_methods()[index - grid.len()])?)
+            }
         };
         Ok(serde_json::to_value(output)?)
     }

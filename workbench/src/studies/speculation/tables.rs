@@ -90,7 +90,8 @@ pub fn build(
             key(&mut runs, u, g.gamma);
             runs.b("lossless", lossless_rule);
             runs.i("prompts", Some(g.prompts.len() as i64));
-            let sum = |f: fn(&super::plan::PromptRun) -> u64| -> u64 { g.prompts.iter().map(f).sum() };
+            let sum =
+                |f: fn(&super::plan::PromptRun) -> u64| -> u64 { g.prompts.iter().map(f).sum() };
             let (tokens, calls) = (sum(|p| p.tokens), sum(|p| p.target_calls));
             let (draft_calls, drafted) = (sum(|p| p.draft_calls), sum(|p| p.drafted));
             let (verified, accepted) = (sum(|p| p.verified), sum(|p| p.accepted));
@@ -127,9 +128,11 @@ pub fn build(
             runs.f("acceptance_ci_high", hi);
             let v = verified.max(1) as f64;
             let rule_n: u64 = g.positions.iter().map(|p| p.exact_rule_count).sum();
+            // Only where every verified step has the rule's closed form (a Gumbel
+            // or naive tree's roots have none).
             runs.f(
                 "exact_rule",
-                if rule_n > 0 {
+                if rule_n == verified && rule_n > 0 {
                     g.positions.iter().map(|p| p.exact_rule).sum::<f64>() / rule_n as f64
                 } else {
                     f64::NAN
@@ -201,13 +204,22 @@ pub fn build(
                 );
                 let c = measured_cost_ratio(t.draft, draft_calls, u.plain_seconds, u.plain_calls);
                 timing.f("measured_cost_ratio", c);
-                timing.f("modelled_speedup_at_measured_c", modelled(tokens, calls, draft_calls, c));
+                timing.f(
+                    "modelled_speedup_at_measured_c",
+                    modelled(tokens, calls, draft_calls, c),
+                );
             }
         }
     }
-    let mut tables = vec![runs.table("speculation_runs"), positions.table("speculation_positions")];
+    let mut tables = vec![
+        runs.table("speculation_runs"),
+        positions.table("speculation_positions"),
+    ];
     if !lossless.is_empty() {
-        let l = config.lossless.as_ref().expect("lossless results come from a section");
+        let l = config
+            .lossless
+            .as_ref()
+            .expect("lossless results come from a section");
         let mut rows = Rows::default();
         for r in lossless {
             rows.s("method", Some(r.method.clone()));
@@ -233,7 +245,7 @@ pub fn build(
             rows.f("chi_square", r.statistic);
             rows.f("p_value", r.p_value);
             rows.f("tv", r.tv);
-            rows.f("acceptance", r.acceptance);
+            rows.f("acceptance", r.acceptance.unwrap_or(f64::NAN));
             rows.b("rejected_at_0_001", r.p_value < 1e-3);
         }
         tables.push(rows.table("speculation_lossless"));
