@@ -45,6 +45,37 @@ impl KvCache {
         Ok(merged)
     }
 
+    /// Repeats a one-row cache `rows` times along the batch axis, so that
+    /// `rows` continuations of the same prefix (the branches of a draft tree)
+    /// are verified in one batched pass.
+    pub fn repeat_rows(&mut self, rows: usize) -> Result<()> {
+        for slot in self.layers.iter_mut() {
+            if let Some((k, v)) = slot.take() {
+                if k.dim(0)? != 1 {
+                    bail!(
+                        "only a one-row cache can be repeated, not {} rows",
+                        k.dim(0)?
+                    );
+                }
+                *slot = Some((
+                    Tensor::cat(&vec![&k; rows], 0)?,
+                    Tensor::cat(&vec![&v; rows], 0)?,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps batch row `row` only (the branch a verification kept).
+    pub fn select_row(&mut self, row: usize) -> Result<()> {
+        for slot in self.layers.iter_mut() {
+            if let Some((k, v)) = slot.take() {
+                *slot = Some((k.narrow(0, row, 1)?, v.narrow(0, row, 1)?));
+            }
+        }
+        Ok(())
+    }
+
     /// Forgets the last `n` positions (rejected draft tokens).
     pub fn rollback(&mut self, n: usize) -> Result<()> {
         if n > self.len {

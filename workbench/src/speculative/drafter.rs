@@ -3,20 +3,26 @@
 use anyhow::Result;
 
 use super::cached::CachedModel;
-use super::sampling::{distribution, gumbel_max};
+use super::sampling::Shaping;
 
-/// How a drafter draws its tokens: from its distribution at `temperature`,
-/// with Gumbel-max noise keyed by (seed, position, token, `stream`). Under the
+/// How a drafter draws its tokens: from its shaped distribution, with
+/// Gumbel-max noise keyed by (seed, position, token, `stream`). Under the
 /// `gumbel` rule the stream is the target's own, so drafter and target share
-/// noise; otherwise it is the drafter's.
+/// noise; otherwise it is the drafter's (one stream per tree branch).
 #[derive(Clone, Copy, Debug)]
 pub struct DraftDraw {
-    /// Sampling temperature (0 = argmax).
-    pub temperature: f64,
+    /// Temperature and filters, the target's own.
+    pub shaping: Shaping,
     /// Seed of the keyed noise.
     pub seed: u64,
     /// Philox stream of the noise.
     pub stream: u32,
+    /// Which branch of a draft tree this chain is (0 for a single chain).
+    pub branch: usize,
+    /// Whether the branches' first tokens are the top K of `scores + G` (the
+    /// `gumbel` tree: K distinct tokens, a sample without replacement), branch
+    /// k taking the k-th; otherwise each branch samples with its own `stream`.
+    pub distinct: bool,
 }
 
 /// One proposed token and the distribution it was drawn from.
@@ -24,7 +30,7 @@ pub struct DraftDraw {
 pub struct Draft {
     /// The token.
     pub token: u32,
-    /// The drafter's distribution q at this position (one-hot for a
+    /// The drafter's shaped distribution q at this position (one-hot for a
     /// deterministic drafter).
     pub q: Vec<f64>,
 }
@@ -39,6 +45,10 @@ pub trait Drafter {
     fn calls(&self) -> u64 {
         0
     }
+    /// Seconds spent in those forward passes.
+    fn seconds(&self) -> f64 {
+        0.0
+    }
 }
 
 /// A language model as drafter (a smaller model, or the target quantized).
@@ -49,6 +59,16 @@ pub struct ModelDrafter {
     pub model: CachedModel,
 }
 
+impl ModelDrafter {
+    /// A drafter named `label` running `model`.
+    pub fn new(label: impl Into<String>, model: crate::model::llama::Model) -> Self {
+        ModelDrafter {
+            label: label.into(),
+            model: CachedModel::new(model),
+        }
+    }
+}
+
 impl Drafter for ModelDrafter {
     fn name(&self) -> String {
         self.label.clone()
@@ -57,14 +77,21 @@ impl Drafter for ModelDrafter {
     fn propose(&mut self, context: &[u32], gamma: usize, draw: DraftDraw) -> Result<Vec<Draft>> {
         let mut sequence = context.to_vec();
         let mut drafts = Vec::with_capacity(gamma);
-        for _ in 0..gamma {
+        for i in 0..gamma {
             let logits = self.model.logits(&sequence, sequence.len() - 1)?;
             let row = &logits[0];
             let position = sequence.len() as u64;
-            let token = gumbel_max(row, draw.temperature, draw.seed, position, draw.stream);
+            let rank = if i == 0 && draw.distinct {
+                draw.branch
+            } else {
+                0
+            };
+            let token = draw
+                .shaping
+                .ranked(row, draw.seed, position, draw.stream, rank + 1)[rank];
             drafts.push(Draft {
                 token,
-                q: distribution(row, draw.temperature),
+                q: draw.shaping.distribution(row),
             });
             sequence.push(token);
         }
@@ -74,10 +101,16 @@ impl Drafter for ModelDrafter {
     fn calls(&self) -> u64 {
         self.model.calls
     }
+
+    fn seconds(&self) -> f64 {
+        self.model.seconds
+    }
 }
 
 /// Prompt lookup: finds the latest earlier occurrence of the context's last
 /// `n` tokens and proposes what followed it (deterministic, so q is one-hot).
+/// Branch k of a tree follows the k-th latest occurrence (a different
+/// deterministic draft per branch).
 pub struct NgramDrafter {
     /// Length of the matched suffix.
     pub n: usize,
@@ -90,16 +123,17 @@ impl Drafter for NgramDrafter {
         format!("ngram{}", self.n)
     }
 
-    fn propose(&mut self, context: &[u32], gamma: usize, _draw: DraftDraw) -> Result<Vec<Draft>> {
+    fn propose(&mut self, context: &[u32], gamma: usize, draw: DraftDraw) -> Result<Vec<Draft>> {
         let len = context.len();
         if self.n == 0 || len <= self.n {
             return Ok(Vec::new());
         }
         let suffix = &context[len - self.n..];
-        // Latest match that ends before the suffix itself.
+        // Matches that end before the suffix itself, latest first.
         let found = (0..len - self.n)
             .rev()
-            .find(|&start| &context[start..start + self.n] == suffix);
+            .filter(|&start| &context[start..start + self.n] == suffix)
+            .nth(draw.branch);
         let Some(start) = found else {
             return Ok(Vec::new());
         };
