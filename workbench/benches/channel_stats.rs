@@ -51,7 +51,7 @@ fn main() {
     let copy_gbs = 2.0 * bytes / t_copy / 1e9;
     let t_one = best_of(repeats, || {
         let mut s = ChannelStats::new(channels);
-        s.push_rows(&data);
+        s.push_rows(&data).expect("rows of `channels` values");
         std::hint::black_box(&s);
     });
     let threads = rayon::current_num_threads();
@@ -61,7 +61,7 @@ fn main() {
             .par_chunks(chunk)
             .map(|c| {
                 let mut s = ChannelStats::new(channels);
-                s.push_rows(c);
+                s.push_rows(c).expect("rows of `channels` values");
                 s
             })
             .collect();

@@ -216,7 +216,7 @@ impl ChannelStats {
     /// Adds the rows of `data` (`rows × channels`, row-major).
     pub fn push_rows(&mut self, data: &[f32]) -> Result<()> {
         let c = self.channels.len();
-        if c == 0 || data.len() % c != 0 {
+        if c == 0 || !data.len().is_multiple_of(c) {
             bail!(
                 "channel statistics: {} values do not make rows of {c} channels",
                 data.len()
