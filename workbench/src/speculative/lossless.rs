@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 use super::sampling::Shaping;
 use crate::model::cache::KvCache;
@@ -78,7 +79,7 @@ pub fn likely_continuations(
 }
 
 /// The chi-square test of observed continuations against the exact ones.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ContinuationTest {
     /// Samples.
     pub samples: u64,

@@ -116,22 +116,9 @@ pub struct LosslessResult {
     pub lossless: bool,
     /// Continuation counts as (tokens, count), sorted.
     pub counts: Vec<(Vec<u32>, u64)>,
-    /// The test.
-    pub samples: u64,
-    /// Distinct continuations observed.
-    pub distinct: usize,
-    /// Bins before pooling.
-    pub bins: usize,
-    /// Degrees of freedom.
-    pub dof: usize,
-    /// Chi-square statistic.
-    pub statistic: f64,
-    /// P-value.
-    pub p_value: f64,
-    /// Total variation over the bins.
-    pub tv: f64,
-    /// Exact mass of the enumerated continuations.
-    pub covered: f64,
+    /// The chi-square test against the exact continuation distribution.
+    #[serde(flatten)]
+    pub test: ContinuationTest,
     /// Acceptance rate over the samples' verified drafts (none for plain sampling).
     pub acceptance: Option<f64>,
 }
@@ -442,14 +429,7 @@ impl SpeculationPlan {
             method: method.into(),
             lossless: rule.is_none_or(|r| r.is_lossless()),
             counts,
-            samples: t.samples,
-            distinct: t.distinct,
-            bins: t.bins,
-            dof: t.dof,
-            statistic: t.statistic,
-            p_value: t.p_value,
-            tv: t.tv,
-            covered: t.covered,
+            test: t,
             acceptance: (verified > 0).then(|| accepted as f64 / verified as f64),
         })
     }

@@ -237,16 +237,16 @@ pub fn build(
                 }),
             );
             rows.i("horizon", Some(l.horizon as i64));
-            rows.i("samples", Some(r.samples as i64));
-            rows.i("distinct", Some(r.distinct as i64));
-            rows.i("bins", Some(r.bins as i64));
-            rows.f("covered_mass", r.covered);
-            rows.i("dof", Some(r.dof as i64));
-            rows.f("chi_square", r.statistic);
-            rows.f("p_value", r.p_value);
-            rows.f("tv", r.tv);
+            rows.i("samples", Some(r.test.samples as i64));
+            rows.i("distinct", Some(r.test.distinct as i64));
+            rows.i("bins", Some(r.test.bins as i64));
+            rows.f("covered_mass", r.test.covered);
+            rows.i("dof", Some(r.test.dof as i64));
+            rows.f("chi_square", r.test.statistic);
+            rows.f("p_value", r.test.p_value);
+            rows.f("tv", r.test.tv);
             rows.f("acceptance", r.acceptance.unwrap_or(f64::NAN));
-            rows.b("rejected_at_0_001", r.p_value < 1e-3);
+            rows.b("rejected_at_0_001", r.test.p_value < 1e-3);
         }
         tables.push(rows.table("speculation_lossless"));
     }
