@@ -3,6 +3,7 @@
 //! results layer.
 
 pub mod config;
+pub mod nan_f64;
 pub mod outputs;
 pub mod study;
 pub mod sweep;

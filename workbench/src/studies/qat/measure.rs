@@ -126,24 +126,34 @@ pub fn quantize(
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Outliers {
     /// Mean over linear-layer inputs of their pooled kurtosis (3 = Gaussian).
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub act_kurtosis_mean: f64,
     /// Largest pooled kurtosis of a linear-layer input.
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub act_kurtosis_max: f64,
     /// Largest |x| over linear-layer inputs.
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub act_absmax: f64,
     /// Mean over linear-layer inputs of max/median channel absmax.
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub act_max_over_median: f64,
     /// Largest pooled kurtosis of the residual stream after a block.
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub residual_kurtosis_max: f64,
     /// Largest |x| of the residual stream.
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub residual_absmax: f64,
     /// Mean over quantized weights of their pooled kurtosis.
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub weight_kurtosis_mean: f64,
     /// Largest pooled kurtosis of a quantized weight.
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub weight_kurtosis_max: f64,
     /// Largest |w|.
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub weight_absmax: f64,
     /// Mean over quantized weights of max/median input-channel absmax.
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub weight_max_over_median: f64,
 }
 

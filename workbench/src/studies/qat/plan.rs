@@ -23,9 +23,11 @@ pub struct CurvePoint {
     /// Steps taken.
     pub step: usize,
     /// Validation loss of the full-precision weights.
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub fp_loss: f64,
     /// Validation loss with the trained quantizer (fake quantization, learned
     /// steps for LSQ; the same grid applied post hoc for full-precision runs).
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub quant_loss: f64,
     /// Outlier statistics of the full-precision weights and their activations.
     pub outliers: Outliers,
@@ -39,10 +41,13 @@ pub struct PtqRow {
     /// Whole-model rotation applied first.
     pub rotation: String,
     /// Validation loss.
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub loss: f64,
     /// KL(final full precision ‖ this) per position.
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub kl_to_fp: f64,
     /// KL(start ‖ this) per position (fine-tuning only, else NaN).
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub kl_to_start: f64,
 }
 
@@ -64,18 +69,23 @@ pub struct RunResult {
     /// Evaluations along training (step 0 first).
     pub curve: Vec<CurvePoint>,
     /// Final validation loss, full precision.
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub fp_loss: f64,
     /// Final validation loss with the trained quantizer (the headline).
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub quant_loss: f64,
     /// KL(start ‖ final full precision) (fine-tuning only).
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub kl_start_fp: f64,
     /// KL(start ‖ final quantized) (fine-tuning only).
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub kl_start_quant: f64,
     /// Post-training quantization of the final weights.
     pub ptq: Vec<PtqRow>,
     /// Step the run resumed from (0 for a fresh start).
     pub resumed_from: usize,
     /// Training tokens per second (this process's steps).
+    #[serde(deserialize_with = "crate::experiment::nan_f64::de")]
     pub tokens_per_second: f64,
 }
 
