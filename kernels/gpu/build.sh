@@ -11,26 +11,6 @@
 # machine). CUDA_COMPUTE_CAP=90 tells candle's kernels the target (no GPU
 # here to ask).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-DEST=${1:-$ROOT/../main/.devcarry/wb-kernels}
-export CUDA_HOME=${CUDA_HOME:-/work/scratch/cuda13/nvidia/cu13}
-export PATH=$CUDA_HOME/bin:$PATH CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
-cd "$ROOT"
-bash kernels/gpu/stubs.sh
-build() {
-    cargo "$@" -p wb-kernels --features cuda --no-run --message-format=json \
-        | python3 -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable"): print(m["target"]["name"], m["executable"])'
-}
-mkdir -p "$DEST"
-rm -f "$DEST"/*.xz
-while read -r name exe; do
-    case $name in
-        gpu_parity) xz -T2 -6 -c "$exe" > "$DEST/gpu_parity.xz" ;;
-        gpu) xz -T2 -6 -c "$exe" > "$DEST/gpu_bench.xz" ;;
-    esac
-done < <(build test --release --test gpu_parity; build bench --bench gpu)
-cp kernels/gpu/run_h100.sh kernels/gpu/torch_peer.py "$DEST/"
-ls -la "$DEST"
+DEST=${1:-$(cd "$(dirname "$0")/../.." && pwd)/../main/.devcarry/wb-kernels}
+source "$(dirname "$0")/pack.sh"
+pack "$DEST" gpu_parity gpu kernels/gpu/run_h100.sh kernels/gpu/torch_peer.py
