@@ -120,6 +120,12 @@ pub trait Plan: Send + Sync {
     fn run_unit(&self, index: usize, context: &UnitContext) -> anyhow::Result<UnitOutput>;
     /// Builds the study's tables from every unit's output, in unit order.
     fn tables(&self, outputs: &[UnitOutput]) -> anyhow::Result<Vec<Table>>;
+    /// Raised whenever the code changes what a unit of the same resolved
+    /// config outputs, so that a rerun into an old folder recomputes the unit
+    /// instead of reusing a stale result. Part of the unit's identity.
+    fn revision(&self) -> u32 {
+        0
+    }
 }
 
 /// An experiment family.

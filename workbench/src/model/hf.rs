@@ -125,16 +125,20 @@ impl HfConfig {
     }
 }
 
-/// Reads a checkpoint folder into a config and its weights (as float32).
-pub fn load(dir: &Path, device: &Device) -> Result<(ModelConfig, Weights)> {
+/// Reads a checkpoint folder's `config.json`.
+pub fn read_config(dir: &Path) -> Result<ModelConfig> {
     let config_path = dir.join("config.json");
     let text = std::fs::read_to_string(&config_path)
         .with_context(|| format!("reading {}", config_path.display()))?;
     let hf: HfConfig = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a supported config.json", config_path.display()))?;
-    let config = hf
-        .to_model_config()
-        .with_context(|| format!("{}", config_path.display()))?;
+    hf.to_model_config()
+        .with_context(|| format!("{}", config_path.display()))
+}
+
+/// Reads a checkpoint folder into a config and its weights (as float32).
+pub fn load(dir: &Path, device: &Device) -> Result<(ModelConfig, Weights)> {
+    let config = read_config(dir)?;
     let single = dir.join("model.safetensors");
     let index = dir.join("model.safetensors.index.json");
     let files: Vec<std::path::PathBuf> = if single.is_file() {

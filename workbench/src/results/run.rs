@@ -195,7 +195,7 @@ pub fn run(options: &RunOptions) -> Result<RunSummary> {
     for (p, (_, plan)) in planned.points.iter().enumerate() {
         let resolved = plan.resolved();
         for (u, key) in plan.units().into_iter().enumerate() {
-            let id = unit_id(kind, &resolved, &key);
+            let id = unit_id(kind, plan.revision(), &resolved, &key);
             jobs.push(Job {
                 point: p,
                 unit: u,
@@ -310,6 +310,7 @@ pub fn run(options: &RunOptions) -> Result<RunSummary> {
                 .map(|(k, v)| (k.clone(), toml_to_json(v)))
                 .collect::<serde_json::Map<_, _>>(),
             "seed": plan.seed(),
+            "revision": plan.revision(),
             "units": plan.units().len(),
             "config": plan.resolved(),
         })).collect::<Vec<_>>(),

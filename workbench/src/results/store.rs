@@ -42,12 +42,17 @@ pub struct StoredUnit {
     pub output: serde_json::Value,
 }
 
-/// The identity of a unit: a hash of the study kind, the point's resolved config
-/// and the unit key. A changed config gives new ids, so stale results are never
-/// reused.
-pub fn unit_id(kind: &str, resolved: &serde_json::Value, key: &str) -> String {
+/// The identity of a unit: a hash of the study kind, the plan's revision (see
+/// [`Plan::revision`](crate::experiment::study::Plan::revision); revision 0
+/// adds nothing, so ids from before revisions existed stay valid), the
+/// point's resolved config and the unit key. A changed config or revision
+/// gives new ids, so stale results are never reused.
+pub fn unit_id(kind: &str, revision: u32, resolved: &serde_json::Value, key: &str) -> String {
     let mut h = Sha256::new();
     h.update(kind.as_bytes());
+    if revision > 0 {
+        h.update(format!("@{revision}").as_bytes());
+    }
     h.update([0]);
     h.update(resolved.to_string().as_bytes());
     h.update([0]);

@@ -5,8 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 use wb_kernels::philox;
+use wb_kernels::sample::{noise, sample_rows, GumbelSampler};
 
-use crate::model::sample::STREAM_SAMPLE;
+use crate::model::sample::{sampler, STREAM_SAMPLE};
 
 /// The target's own sample at a position (shared with plain decoding and with
 /// the drafter under the `gumbel` rule).
@@ -54,25 +55,42 @@ impl Shaping {
         self.top_k > 0 || self.top_p < 1.0
     }
 
-    /// `logits / T` with filtered-out tokens at −∞ (T > 0). Ties at the edge
-    /// of the top-k or top-p set are broken by the lower token id, so the set
-    /// is a function of the logits alone.
+    /// `logits / T` with filtered-out tokens at −∞ (T > 0). Top-k keeps every
+    /// token whose logit is at least the k-th largest (ties at the edge all
+    /// kept, the `gumbel_sample` kernel's rule); top-p then keeps the most
+    /// likely of those until their mass reaches `top_p`, ties broken by the
+    /// lower token id. The set is a function of the logits alone.
     pub fn scores(&self, logits: &[f32]) -> Vec<f64> {
         let t = self.temperature;
         let mut s: Vec<f64> = logits.iter().map(|&l| l as f64 / t).collect();
-        if !self.filters() {
-            return s;
+        if let Some(kept) = self.kept(logits) {
+            for (v, keep) in s.iter_mut().zip(kept) {
+                if !keep {
+                    *v = f64::NEG_INFINITY;
+                }
+            }
         }
-        let mut order: Vec<usize> = (0..s.len()).collect();
-        order.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
-        let mut keep = if self.top_k > 0 {
-            self.top_k.min(s.len())
-        } else {
-            s.len()
-        };
+        s
+    }
+
+    /// Which tokens the filters keep (None: no filter, all of them).
+    fn kept(&self, logits: &[f32]) -> Option<Vec<bool>> {
+        if !self.filters() {
+            return None;
+        }
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+        let mut keep = logits.len();
+        if self.top_k > 0 && self.top_k < logits.len() {
+            let threshold = logits[order[self.top_k - 1]];
+            keep = order.iter().take_while(|&&i| logits[i] >= threshold).count();
+        }
         if self.top_p < 1.0 {
-            let max = s[order[0]];
-            let w: Vec<f64> = order[..keep].iter().map(|&i| (s[i] - max).exp()).collect();
+            let max = logits[order[0]] as f64;
+            let w: Vec<f64> = order[..keep]
+                .iter()
+                .map(|&i| ((logits[i] as f64 - max) / self.temperature).exp())
+                .collect();
             let total: f64 = w.iter().sum();
             let mut mass = 0.0;
             for (n, wi) in w.iter().enumerate() {
@@ -83,15 +101,22 @@ impl Shaping {
                 }
             }
         }
-        for &i in &order[keep..] {
-            s[i] = f64::NEG_INFINITY;
+        let mut kept = vec![false; logits.len()];
+        for &i in &order[..keep] {
+            kept[i] = true;
         }
-        s
+        Some(kept)
+    }
+
+    /// Whether draws are the plain argmax: T = 0, or T so small that 1/T
+    /// overflows f32 (the shaped distribution is then one-hot in f64 too).
+    fn greedy(&self) -> bool {
+        self.temperature == 0.0 || !((1.0 / self.temperature) as f32).is_finite()
     }
 
     /// The shaped distribution (one-hot argmax at T = 0).
     pub fn distribution(&self, logits: &[f32]) -> Vec<f64> {
-        if self.temperature == 0.0 {
+        if self.greedy() {
             let best = argmax(logits.iter().map(|&l| l as f64));
             let mut p = vec![0.0; logits.len()];
             p[best] = 1.0;
@@ -104,16 +129,34 @@ impl Shaping {
         e.into_iter().map(|v| v / total).collect()
     }
 
-    /// `argmax(scores + G)` with G keyed by (seed, position, token, stream): a
-    /// sample of the shaped distribution; the argmax at T = 0. Unfiltered, the
-    /// same formula as [`crate::model::sample::gumbel_sample`].
+    /// `argmax(logits / T + G)` over the kept tokens, G keyed by (seed,
+    /// position, token, stream): a sample of the shaped distribution; the
+    /// argmax at T = 0. Drawn by the `gumbel_sample` kernel (its top-k, or the
+    /// filtered tokens set to −∞ when top-p is on), so the token is the one
+    /// [`crate::model::sample::gumbel_sample`] and every backend draw.
     pub fn sample(&self, logits: &[f32], seed: u64, position: u64, stream: u32) -> u32 {
-        self.ranked(logits, seed, position, stream, 1)[0]
+        if self.greedy() {
+            return argmax(logits.iter().map(|&l| l as f64)) as u32;
+        }
+        let mut sampler = sampler(seed, stream, self.temperature);
+        let row = if self.top_p < 1.0 {
+            let kept = self.kept(logits).expect("a filter is on");
+            logits
+                .iter()
+                .zip(kept)
+                .map(|(&l, k)| if k { l } else { f32::NEG_INFINITY })
+                .collect()
+        } else {
+            sampler.top_k = (self.top_k > 0).then_some(self.top_k);
+            logits.to_vec()
+        };
+        kernel_draw(&sampler, row, position)
     }
 
-    /// The `count` largest of `scores + G` in decreasing order: a sample
-    /// without replacement of `count` distinct tokens (Gumbel-top-k); the first
-    /// is [`sample`](Self::sample). At T = 0 the `count` largest logits.
+    /// The `count` largest scores in decreasing order: a sample without
+    /// replacement of `count` distinct tokens (Gumbel-top-k). Scores are the
+    /// kernel's (`fma(logit, 1/T, G)` in f32, ties to the lower id), so the
+    /// first is [`sample`](Self::sample). At T = 0 the `count` largest logits.
     pub fn ranked(
         &self,
         logits: &[f32],
@@ -122,23 +165,35 @@ impl Shaping {
         stream: u32,
         count: usize,
     ) -> Vec<u32> {
-        let perturbed: Vec<f64> = if self.temperature == 0.0 {
-            logits.iter().map(|&l| l as f64).collect()
-        } else {
-            self.scores(logits)
-                .iter()
-                .enumerate()
-                .map(|(token, &s)| {
-                    if s == f64::NEG_INFINITY {
-                        s
-                    } else {
-                        s + philox::gumbel(seed, position, token as u32, stream)
-                    }
-                })
-                .collect()
-        };
+        if self.greedy() {
+            return top(&logits.iter().map(|&l| l as f64).collect::<Vec<_>>(), count);
+        }
+        let inv_t = sampler(seed, stream, self.temperature).inv_temperature();
+        let kept = self.kept(logits);
+        let perturbed: Vec<f64> = logits
+            .iter()
+            .enumerate()
+            .map(|(token, &l)| {
+                if kept.as_ref().is_some_and(|k| !k[token]) {
+                    f64::NEG_INFINITY
+                } else {
+                    let bits = philox::bits(seed, position, token as u32, stream);
+                    noise::score(l, inv_t, bits) as f64
+                }
+            })
+            .collect();
         top(&perturbed, count)
     }
+}
+
+/// The kernel's draw from one row at `position`: the CPU path of the
+/// `gumbel_sample` op, called on the row directly (the loop holds logits as
+/// host vectors; a tensor round trip per token would only add overhead).
+fn kernel_draw(sampler: &GumbelSampler, row: Vec<f32>, position: u64) -> u32 {
+    // Shapes and the temperature were checked by the callers; a row always
+    // has a finite candidate (the kept set is never empty).
+    debug_assert!(sampler.check(&[1, row.len()], &[position]).is_ok());
+    sample_rows(sampler, &row, row.len(), &[position])[0].0
 }
 
 /// Indices of the `count` largest values, largest first, lowest index on ties.
@@ -173,16 +228,21 @@ pub fn gumbel_max(logits: &[f32], temperature: f64, seed: u64, position: u64, st
     Shaping::temperature(temperature).sample(logits, seed, position, stream)
 }
 
-/// A sample of the distribution proportional to `weights` (non-negative), by
-/// Gumbel-max on their logarithms.
+/// A sample of the distribution proportional to `weights` (non-negative, not
+/// all zero): the `gumbel_sample` kernel's draw from their logarithms in f32.
 pub fn sample_weights(weights: &[f64], seed: u64, position: u64, stream: u32) -> u32 {
-    argmax(weights.iter().enumerate().map(|(token, &w)| {
-        if w > 0.0 {
-            w.ln() + philox::gumbel(seed, position, token as u32, stream)
-        } else {
-            f64::NEG_INFINITY
-        }
-    })) as u32
+    let logits: Vec<f32> = weights
+        .iter()
+        .map(|&w| {
+            if w > 0.0 {
+                // Clamped so that a tiny positive weight stays a candidate.
+                (w.ln() as f32).max(f32::MIN)
+            } else {
+                f32::NEG_INFINITY
+            }
+        })
+        .collect();
+    kernel_draw(&sampler(seed, stream, 1.0), logits, position)
 }
 
 /// A uniform in (0, 1) keyed by (seed, position, stream).
@@ -203,8 +263,8 @@ mod tests {
             top_p: 1.0,
         };
         let p = k2.distribution(&logits);
-        // Token 1 and the lower-id of the tied pair (3) survive.
-        assert!(p[1] > 0.0 && p[3] > 0.0 && p[4] == 0.0 && p[0] == 0.0 && p[2] == 0.0);
+        // Token 1 and both of the pair tied at the edge (3 and 4) survive.
+        assert!(p[1] > 0.0 && p[3] > 0.0 && p[4] == p[3] && p[0] == 0.0 && p[2] == 0.0);
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         let full = distribution(&logits, 1.0);
         let p50 = Shaping {
@@ -219,21 +279,66 @@ mod tests {
         // Filtered draws never leave the kept set.
         for position in 0..200 {
             let x = k2.sample(&logits, 9, position, STREAM_TARGET);
-            assert!(x == 1 || x == 3, "{x}");
+            assert!(x == 1 || x == 3 || x == 4, "{x}");
         }
     }
 
     #[test]
     fn ranked_draws_are_distinct_and_start_with_the_sample() {
-        let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin()).collect();
-        let s = Shaping::temperature(0.8);
-        for position in 0..50 {
-            let r = s.ranked(&logits, 4, position, STREAM_TARGET, 4);
-            assert_eq!(r[0], s.sample(&logits, 4, position, STREAM_TARGET));
-            let mut d = r.clone();
-            d.sort();
-            d.dedup();
-            assert_eq!(d.len(), 4);
+        // Quantised logits, so that ties at the top-k edge occur.
+        let logits: Vec<f32> = (0..50)
+            .map(|i| ((i as f32 * 0.37).sin() * 8.0).round() / 4.0)
+            .collect();
+        let shapings = [
+            Shaping::temperature(0.8),
+            Shaping {
+                temperature: 1.3,
+                top_k: 7,
+                top_p: 1.0,
+            },
+            Shaping {
+                temperature: 0.6,
+                top_k: 0,
+                top_p: 0.7,
+            },
+            Shaping {
+                temperature: 1.0,
+                top_k: 12,
+                top_p: 0.9,
+            },
+        ];
+        for s in shapings {
+            let p = s.distribution(&logits);
+            for position in 0..50 {
+                // `sample` is the kernel's draw (its own top-k, or masked logits
+                // under top-p); `ranked` scores every token on the host.
+                let r = s.ranked(&logits, 4, position, STREAM_TARGET, 4);
+                assert_eq!(r[0], s.sample(&logits, 4, position, STREAM_TARGET), "{s:?}");
+                assert!(p[r[0] as usize] > 0.0);
+                let mut d = r.clone();
+                d.sort();
+                d.dedup();
+                assert_eq!(d.len(), 4);
+            }
+        }
+    }
+
+    #[test]
+    fn weighted_draws_follow_the_weights() {
+        // 20 000 keyed draws from weights (1, 0, 2, 5): frequencies within
+        // 4.5 standard errors of 1/8, 0, 2/8, 5/8.
+        let weights = [1.0, 0.0, 2.0, 5.0];
+        let trials = 20_000;
+        let mut counts = [0usize; 4];
+        for position in 0..trials {
+            counts[sample_weights(&weights, 3, position, STREAM_RESIDUAL) as usize] += 1;
+        }
+        assert_eq!(counts[1], 0);
+        for (c, w) in counts.iter().zip(weights) {
+            let p = w / 8.0;
+            let se = (p * (1.0 - p) / trials as f64).sqrt();
+            let f = *c as f64 / trials as f64;
+            assert!((f - p).abs() <= 4.5 * se + 1e-12, "{counts:?}");
         }
     }
 }

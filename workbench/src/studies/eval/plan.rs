@@ -14,7 +14,7 @@ use crate::experiment::outputs::Table;
 use crate::experiment::study::{Plan, UnitContext, UnitOutput};
 use crate::model::cache::KvCache;
 use crate::model::llama::Model;
-use crate::model::sample::gumbel_sample;
+use crate::model::sample::{gumbel_sample, NOISE_REVISION};
 use crate::model::{hf, llama2c};
 use crate::primitives::acceptance::exact;
 use crate::results::store::write_atomic;
@@ -113,12 +113,13 @@ impl EvalPlan {
     fn sampled(&self, model: &Model, seed: u64, count: usize) -> Result<Vec<Vec<u32>>> {
         let d = &self.config.data;
         let key = format!(
-            "{}-{}-{}-{}-{}",
+            "{}-{}-{}-{}-{}-noise{}",
             self.config.model.sha256.as_deref().unwrap_or("?"),
             seed,
             count,
             d.length,
-            d.temperature
+            d.temperature,
+            NOISE_REVISION
         );
         let name: String = Sha256::digest(key.as_bytes())
             .iter()

@@ -440,6 +440,12 @@ impl Plan for SpeculationPlan {
         serde_json::to_value(&self.config).expect("config serialises")
     }
 
+    /// 1: draws use the `gumbel_sample` kernel's f32 noise (and top-k keeps
+    /// ties at its edge).
+    fn revision(&self) -> u32 {
+        1
+    }
+
     fn seed(&self) -> u64 {
         self.config.seed
     }

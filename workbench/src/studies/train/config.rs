@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::config::{ConfigErrors, KeyPath};
+use super::distill::DistillConfig;
 use crate::experiment::study::{PointDoc, Problems};
 use crate::model::config::{ModelConfig, RopeStyle};
 use crate::studies::eval::config::resolve_checkpoint;
@@ -48,6 +49,11 @@ pub struct TrainData {
     /// Validation windows evaluated (of `optimizer.context` tokens each).
     #[serde(default = "default_eval_windows")]
     pub eval_windows: usize,
+    /// Train on a teacher's samples instead of the text (the text still
+    /// supplies the prompts, the validation windows and, through the
+    /// teacher, the tokenizer).
+    #[serde(default)]
+    pub distill: Option<DistillConfig>,
     /// Filled in when planning: the files used.
     #[serde(default)]
     pub resolved: Option<(PathBuf, Option<PathBuf>)>,
@@ -206,6 +212,9 @@ impl TrainConfig {
                 "expected 260 to 65536 (byte-level BPE needs the 256 bytes and specials)",
             );
         }
+        if let Some(d) = &config.data.distill {
+            validate_distill(d, &config, &data.key("distill"), &mut problems);
+        }
         if config.data.eval_windows == 0 {
             problems.add(&data.key("eval_windows"), "expected at least one window");
         }
@@ -242,5 +251,67 @@ impl TrainConfig {
             problems.add(&o.key("lr"), "expected a positive learning rate");
         }
         problems.finish(config)
+    }
+}
+
+impl TrainConfig {
+    /// Tokens per distilled sample (prompt included).
+    pub fn distill_length(&self) -> Option<usize> {
+        let d = self.data.distill.as_ref()?;
+        Some(d.length.unwrap_or(self.optimizer.context + 1))
+    }
+}
+
+/// Checks `[data.distill]`: a teacher folder with a tokenizer of
+/// `data.vocab_size` entries, and samples the teacher can produce.
+fn validate_distill(d: &DistillConfig, config: &TrainConfig, at: &KeyPath, problems: &mut Problems) {
+    let dir = std::path::Path::new(&d.teacher);
+    match crate::text::TextTokenizer::load(&dir.join("tokenizer.json")) {
+        Err(e) => problems.add(
+            &at.key("teacher"),
+            format!("{e:#}; expected a trained model folder with tokenizer.json"),
+        ),
+        Ok(t) if t.vocab_size() != config.data.vocab_size => problems.add(
+            &at.key("teacher"),
+            format!(
+                "the teacher's tokenizer has {} entries but data.vocab_size is {}; the two must agree",
+                t.vocab_size(),
+                config.data.vocab_size
+            ),
+        ),
+        Ok(_) => {}
+    }
+    let length = config.distill_length().unwrap_or(0);
+    if let Ok(teacher) = crate::model::hf::read_config(dir) {
+        if length > teacher.max_seq_len {
+            problems.add(
+                &at.key("length"),
+                format!(
+                    "{length} tokens per sample exceed the teacher's max_seq_len {} (set length, or lower optimizer.context)",
+                    teacher.max_seq_len
+                ),
+            );
+        }
+    }
+    if d.sequences == 0 {
+        problems.add(&at.key("sequences"), "expected at least one sample");
+    }
+    if d.prompt == 0 || d.prompt >= length {
+        problems.add(
+            &at.key("prompt"),
+            format!("{}; expected 1 to {} (fewer than the sample length)", d.prompt, length.saturating_sub(1)),
+        );
+    }
+    if !(d.temperature.is_finite() && d.temperature >= 1e-3) {
+        problems.add(
+            &at.key("temperature"),
+            format!("{}; expected a temperature of at least 0.001", d.temperature),
+        );
+    }
+    if d.sequences.saturating_mul(length) <= config.optimizer.context {
+        problems.add(
+            &at.key("sequences"),
+            "the samples hold fewer tokens than one training window",
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! Face layout for the other studies to open.
 
 pub mod config;
+pub mod distill;
 pub mod plan;
 pub mod report;
 

@@ -3,7 +3,10 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use std::path::Path;
+
 use super::config::TrainConfig;
+use super::distill;
 use crate::experiment::outputs::{Column, Table};
 use crate::experiment::study::{Plan, UnitContext, UnitOutput};
 use crate::model::hf;
@@ -29,6 +32,15 @@ pub struct TrainResult {
     pub tokens_per_second: f64,
     /// Where the model was written.
     pub output: String,
+    /// What the model was trained on: `text`, or `distilled from <teacher>`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// sha256 of the teacher's weights, when distilled.
+    #[serde(default)]
+    pub teacher_sha256: Option<String>,
+    /// Seconds spent sampling the teacher (0 when the corpus was reused).
+    #[serde(default)]
+    pub sampling_seconds: Option<f64>,
 }
 
 /// The validated recipe.
@@ -71,9 +83,38 @@ impl Plan for TrainPlan {
             }
             None => split_text(&train_text, c.data.valid_fraction),
         };
-        let tokenizer = TextTokenizer::train_bpe(train_part, c.data.vocab_size)?;
-        let train_tokens = tokenizer.encode(train_part)?;
+        // A distilled model adopts its teacher's tokenizer (a drafter must
+        // share it); otherwise one is trained on the training text.
+        let tokenizer = match &c.data.distill {
+            Some(d) => TextTokenizer::load(&Path::new(&d.teacher).join("tokenizer.json"))?,
+            None => TextTokenizer::train_bpe(train_part, c.data.vocab_size)?,
+        };
+        let text_tokens = tokenizer.encode(train_part)?;
         let valid_tokens = tokenizer.encode(valid_part)?;
+        let bytes_per_token = train_part.len() as f64 / text_tokens.len().max(1) as f64;
+        let (train_tokens, source, teacher_sha256, sampling_seconds) = match &c.data.distill {
+            None => (text_tokens, "text".to_string(), None, None),
+            Some(d) => {
+                let length = c.distill_length().expect("distilling");
+                let cache = context.work_dir.join("distilled.json");
+                let reused = cache.is_file();
+                let corpus = distill::corpus(
+                    Path::new(&d.teacher),
+                    d,
+                    length,
+                    &text_tokens,
+                    c.seed,
+                    &cache,
+                )?;
+                let seconds = if reused { 0.0 } else { corpus.seconds };
+                (
+                    corpus.stream(),
+                    format!("distilled from {}", d.teacher),
+                    Some(corpus.teacher_sha256.clone()),
+                    Some(seconds),
+                )
+            }
+        };
         let spec = c.spec();
         let sampler = BatchSampler::new(train_tokens.clone(), spec.context, spec.batch, c.seed)?;
         let mut windows = eval_windows(&valid_tokens, spec.context);
@@ -110,11 +151,14 @@ impl Plan for TrainPlan {
             parameters,
             train_tokens: train_tokens.len(),
             valid_tokens: valid_tokens.len(),
-            bytes_per_token: train_part.len() as f64 / train_tokens.len().max(1) as f64,
+            bytes_per_token,
             history: trained.history,
             resumed_from: trained.resumed_from,
             tokens_per_second: trained.tokens_per_second,
             output: output.display().to_string(),
+            source: Some(source),
+            teacher_sha256,
+            sampling_seconds,
         })?)
     }
 
@@ -143,6 +187,10 @@ impl Plan for TrainPlan {
         let spec = self.config.spec();
         let summary = Table::new("summary")
             .with("output", Column::Str(vec![Some(r.output.clone())]))
+            .with(
+                "source",
+                Column::Str(vec![Some(r.source.clone().unwrap_or_else(|| "text".into()))]),
+            )
             .with("parameters", Column::I64(vec![Some(r.parameters as i64)]))
             .with(
                 "vocab_size",
