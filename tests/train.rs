@@ -141,6 +141,59 @@ fn training_learns_saves_and_resumes_exactly() {
         "a resumed run must end with the same weights"
     );
     rotated_trained_model_computes_the_same_logits(&whole_model);
+    distilled_student_learns_from_its_teacher(&dir, &corpus, &whole_model);
+}
+
+/// A student trained on the teacher's samples (`[data.distill]`) adopts the
+/// teacher's tokenizer, learns, reruns to the same losses, and a teacher whose
+/// vocabulary disagrees with the config is refused with the key named.
+fn distilled_student_learns_from_its_teacher(dir: &Path, corpus: &Path, teacher: &Path) {
+    let student = dir.join("student");
+    let base = std::fs::read_to_string(config(dir, corpus, &student)).unwrap();
+    let distill = format!(
+        "[data.distill]\nteacher = \"{}\"\nsequences = 48\nprompt = 4\nlength = 32\n",
+        teacher.display()
+    );
+    let text = base
+        .replace("steps = 80", "steps = 40")
+        .replace("[model]", &format!("{distill}[model]"));
+    let cfg = dir.join("student.toml");
+    std::fs::write(&cfg, &text).unwrap();
+    for run_dir in ["student-a", "student-b"] {
+        let o = run(&cfg, &dir.join(run_dir), None);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let summary = dir.join("student-a/tables/summary.csv");
+    assert_eq!(
+        column(&summary, "source"),
+        vec![format!("distilled from {}", teacher.display())]
+    );
+    // 48 samples of 32 tokens.
+    assert_eq!(column(&summary, "train_tokens"), vec!["1536"]);
+    assert_eq!(
+        std::fs::read(student.join("tokenizer.json")).unwrap(),
+        std::fs::read(teacher.join("tokenizer.json")).unwrap()
+    );
+    let curve = |d: &str| column(&dir.join(d).join("tables/loss_curve.csv"), "train_loss");
+    assert_eq!(curve("student-a"), curve("student-b"));
+    let losses: Vec<f64> = curve("student-a")
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(
+        losses[losses.len() - 1] < losses[0] - 0.3,
+        "the student did not learn: {losses:?}"
+    );
+
+    let bad = dir.join("student-bad.toml");
+    std::fs::write(&bad, text.replace("vocab_size = 300", "vocab_size = 400")).unwrap();
+    let o = run(&bad, &dir.join("student-bad"), None);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("data.distill.teacher") && stderr.contains("300 entries"),
+        "{stderr}"
+    );
 }
 
 /// QuaRot-style rotation of a trained model (its norm gains and weights are no

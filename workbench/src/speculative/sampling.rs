@@ -83,7 +83,10 @@ impl Shaping {
         let mut keep = logits.len();
         if self.top_k > 0 && self.top_k < logits.len() {
             let threshold = logits[order[self.top_k - 1]];
-            keep = order.iter().take_while(|&&i| logits[i] >= threshold).count();
+            keep = order
+                .iter()
+                .take_while(|&&i| logits[i] >= threshold)
+                .count();
         }
         if self.top_p < 1.0 {
             let max = logits[order[0]] as f64;
@@ -170,18 +173,19 @@ impl Shaping {
         }
         let inv_t = sampler(seed, stream, self.temperature).inv_temperature();
         let kept = self.kept(logits);
-        let perturbed: Vec<f64> = logits
-            .iter()
-            .enumerate()
-            .map(|(token, &l)| {
-                if kept.as_ref().is_some_and(|k| !k[token]) {
+        let mut perturbed = Vec::with_capacity(logits.len());
+        // One Philox block holds the bits of four consecutive tokens.
+        for (quad, group) in logits.chunks(4).enumerate() {
+            let block = philox::block(seed, position, quad as u32, stream);
+            for (lane, &l) in group.iter().enumerate() {
+                let token = 4 * quad + lane;
+                perturbed.push(if kept.as_ref().is_some_and(|k| !k[token]) {
                     f64::NEG_INFINITY
                 } else {
-                    let bits = philox::bits(seed, position, token as u32, stream);
-                    noise::score(l, inv_t, bits) as f64
-                }
-            })
-            .collect();
+                    noise::score(l, inv_t, block[lane]) as f64
+                });
+            }
+        }
         top(&perturbed, count)
     }
 }

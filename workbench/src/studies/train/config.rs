@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::experiment::config::{ConfigErrors, KeyPath};
 use super::distill::DistillConfig;
+use crate::experiment::config::{ConfigErrors, KeyPath};
 use crate::experiment::study::{PointDoc, Problems};
 use crate::model::config::{ModelConfig, RopeStyle};
 use crate::studies::eval::config::resolve_checkpoint;
@@ -264,7 +264,12 @@ impl TrainConfig {
 
 /// Checks `[data.distill]`: a teacher folder with a tokenizer of
 /// `data.vocab_size` entries, and samples the teacher can produce.
-fn validate_distill(d: &DistillConfig, config: &TrainConfig, at: &KeyPath, problems: &mut Problems) {
+fn validate_distill(
+    d: &DistillConfig,
+    config: &TrainConfig,
+    at: &KeyPath,
+    problems: &mut Problems,
+) {
     let dir = std::path::Path::new(&d.teacher);
     match crate::text::TextTokenizer::load(&dir.join("tokenizer.json")) {
         Err(e) => problems.add(
@@ -299,13 +304,20 @@ fn validate_distill(d: &DistillConfig, config: &TrainConfig, at: &KeyPath, probl
     if d.prompt == 0 || d.prompt >= length {
         problems.add(
             &at.key("prompt"),
-            format!("{}; expected 1 to {} (fewer than the sample length)", d.prompt, length.saturating_sub(1)),
+            format!(
+                "{}; expected 1 to {} (fewer than the sample length)",
+                d.prompt,
+                length.saturating_sub(1)
+            ),
         );
     }
     if !(d.temperature.is_finite() && d.temperature >= 1e-3) {
         problems.add(
             &at.key("temperature"),
-            format!("{}; expected a temperature of at least 0.001", d.temperature),
+            format!(
+                "{}; expected a temperature of at least 0.001",
+                d.temperature
+            ),
         );
     }
     if d.sequences.saturating_mul(length) <= config.optimizer.context {

@@ -241,7 +241,10 @@ mod tests {
             assert_eq!(seq.len(), 12);
             assert!(text.windows(4).any(|w| w == &seq[..4]), "prompt of {s}");
             for t in 4..12 {
-                let input = Tensor::new(&seq[..t], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+                let input = Tensor::new(&seq[..t], &Device::Cpu)
+                    .unwrap()
+                    .unsqueeze(0)
+                    .unwrap();
                 let mut cache = KvCache::new(1);
                 let logits =
                     last_logits(&teacher.forward(&input, &mut cache, None).unwrap()).unwrap();

@@ -189,7 +189,9 @@ impl Plan for TrainPlan {
             .with("output", Column::Str(vec![Some(r.output.clone())]))
             .with(
                 "source",
-                Column::Str(vec![Some(r.source.clone().unwrap_or_else(|| "text".into()))]),
+                Column::Str(vec![Some(
+                    r.source.clone().unwrap_or_else(|| "text".into()),
+                )]),
             )
             .with("parameters", Column::I64(vec![Some(r.parameters as i64)]))
             .with(
