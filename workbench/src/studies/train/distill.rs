@@ -27,7 +27,7 @@ use crate::results::store::write_atomic;
 pub const STREAM_DISTILL_PROMPTS: u32 = 0x0021_0000;
 /// Added to the config's seed for the teacher's draws, so that they share no
 /// noise with anything else keyed by the same seed.
-const SAMPLE_SEED_OFFSET: u64 = 0xD157_11;
+const SAMPLE_SEED_OFFSET: u64 = 0x00D1_5711;
 /// Rows sampled together in one batched decode.
 const ROWS_PER_BATCH: usize = 64;
 
