@@ -181,7 +181,7 @@ mod gpu {
                     // Tuning variants of the power-of-two kernel (CUDA only).
                     #[cfg(feature = "cuda")]
                     let shifts: &[u32] = if m == 1 {
-                        &[wb_kernels::cuda::hadamard::AUTO, 0, 1, 2, 3, 4]
+                        &[wb_kernels::cuda::hadamard::AUTO, 0, 1, 2, 3, 4, 5, 6, 7]
                     } else {
                         &[wb_kernels::cuda::hadamard::AUTO]
                     };

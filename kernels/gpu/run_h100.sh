@@ -6,6 +6,8 @@
 #
 #   bash run_h100.sh [DIR]   DIR holds what build.sh packed (default: this
 #                            script's folder)
+# WB_PARITY_FILTER (a test name filter) and WB_BENCH_ARGS (e.g. `--only
+# hadamard`) narrow a run while tuning; the final run uses neither.
 set -uo pipefail
 DIR=${1:-$(cd "$(dirname "$0")" && pwd)}
 OUT=${OUT:-$PWD/gpu-out}
@@ -29,9 +31,9 @@ export LD_LIBRARY_PATH="$LIBS:${LD_LIBRARY_PATH:-}"
 for b in gpu_parity gpu_bench; do ldd "./$b" | grep -E "not found|cuda|cublas|curand|nvrtc" ; done 2>&1 | sort -u | tee "$OUT/ldd.txt"
 status=0
 echo "== parity tests" | tee "$OUT/parity.log"
-timeout 300 ./gpu_parity --test-threads=1 --nocapture 2>&1 | tee -a "$OUT/parity.log" || status=1
+timeout 300 ./gpu_parity ${WB_PARITY_FILTER:-} --test-threads=1 --nocapture 2>&1 | tee -a "$OUT/parity.log" || status=1
 echo "== benchmark" | tee "$OUT/bench.log"
-timeout 240 ./gpu_bench 2>&1 | tee -a "$OUT/bench.log" || status=1
+timeout 240 ./gpu_bench ${WB_BENCH_ARGS:-} 2>&1 | tee -a "$OUT/bench.log" || status=1
 if [ -n "${WB_NCU:-}" ] && command -v ncu >/dev/null; then
     # Base (shuffle) and transpose Hadamard kernels, and the sampling kernel:
     # throughput sections, then the warp stall reasons.

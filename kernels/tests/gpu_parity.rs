@@ -133,10 +133,10 @@ fn hadamard_matches_cpu() {
                 let want = host(&hadamard(&xc, &op).unwrap());
                 let xg = xc.to_device(&dev).unwrap();
                 // The CUDA kernels' variants (more elements per thread, the
-                // pipelined kernel) too.
+                // pipelined, transpose and staged kernels) too.
                 #[cfg(feature = "cuda")]
                 let shifts: &[u32] = if m == 1 && k >= 8 {
-                    &[0, 1, 2, 3, 4]
+                    &[0, 1, 2, 3, 4, 5, 6, 7]
                 } else {
                     &[0]
                 };
@@ -445,6 +445,64 @@ fn gumbel_filter_margin_holds_for_every_input() {
     );
     // The filter trusts every approximation, so none may be non-finite.
     assert_eq!(untrusted, 0, "{untrusted} non-finite approximations");
+}
+
+/// The staged kernels loop over row groups within persistent blocks (one
+/// group is 1–8 rows); with more rows than resident blocks that loop runs
+/// several times, and the row count leaves the last group partial.
+#[cfg(feature = "cuda")]
+#[test]
+fn hadamard_staged_loops_over_rows() {
+    let dev = gpu();
+    let mut rng = Rng(6);
+    for (k, dtype, tol, rows) in [
+        (10u32, DType::F32, 1e-5, 8191),
+        (12, DType::F32, 1e-5, 2047),
+        (14, DType::F32, 1e-5, 601),
+        (10, DType::BF16, 1e-2, 8191),
+        (11, DType::BF16, 1e-2, 4095),
+        (13, DType::BF16, 1e-2, 1023),
+        (14, DType::BF16, 1e-2, 601),
+    ] {
+        let p = plan(1, k);
+        let n = p.n();
+        let x = rng.vec(rows * n);
+        let signs: Vec<f32> = (0..n)
+            .map(|_| if rng.below(2) == 0 { 1.0 } else { -1.0 })
+            .collect();
+        for dir in [Direction::Forward, Direction::Transposed] {
+            let op = HadamardOp::new(p.clone(), dir).with_signs(&signs).unwrap();
+            let xc = Tensor::from_slice(&x, (rows, n), &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let want = host(&hadamard(&xc, &op).unwrap());
+            let xg = xc.to_device(&dev).unwrap();
+            for variant in [5u32, 6, 7] {
+                wb_kernels::cuda::hadamard::EPT_SHIFT
+                    .store(variant, std::sync::atomic::Ordering::Relaxed);
+                poison(&dev);
+                let got = hadamard(&xg, &op);
+                let xi = xg.copy().unwrap();
+                let inplace = hadamard_inplace(&xi, &op);
+                wb_kernels::cuda::hadamard::EPT_SHIFT.store(
+                    wb_kernels::cuda::hadamard::AUTO,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                let e = rel_err(&host(&got.unwrap()), &want);
+                assert!(
+                    e < tol,
+                    "n={n} {dtype:?} {dir:?} variant {variant}: rel err {e}"
+                );
+                inplace.unwrap();
+                let e = rel_err(&host(&xi), &want);
+                assert!(
+                    e < tol,
+                    "in place n={n} {dtype:?} {dir:?} variant {variant}: rel err {e}"
+                );
+            }
+        }
+    }
 }
 
 /// The pipelined kernel loops over rows within persistent blocks; with more
