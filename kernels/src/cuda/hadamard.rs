@@ -160,10 +160,21 @@ pub static EPT_SHIFT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU3
 pub const AUTO: u32 = u32::MAX;
 
 /// The variant used by default, from H100 measurements (notes in
-/// `kernels/gpu/README.md`): one extra doubling for bf16 rows of 512
-/// (0.81 of copy bandwidth instead of 0.68); the base kernel elsewhere.
+/// `kernels/gpu/README.md`, in place, fractions of copy bandwidth): one
+/// extra doubling for bf16 rows of 512 (0.81 instead of 0.68); the staged
+/// kernel for bf16 rows of 2^10 .. 2^13 with two stages (0.88–0.90 instead
+/// of 0.68–0.74) and 2^14 with four (0.83 instead of 0.66), and for f32
+/// rows of 2^14 with three (0.92 instead of 0.77); the base kernel
+/// elsewhere (f32 2^10 .. 2^13: 0.94–0.98 against the staged kernel's
+/// 0.92–0.93).
 fn default_variant(dtype: DType, log_s: u32) -> u32 {
-    u32::from(dtype == DType::BF16 && log_s == 9)
+    match (dtype, log_s) {
+        (DType::BF16, 9) => 1,
+        (DType::BF16, 10..=13) => 5,
+        (DType::BF16, 14) => 7,
+        (DType::F32, 14) => 6,
+        _ => 0,
+    }
 }
 
 /// Transforms `rows` rows at device address `x` (dtype `dtype`) into `y`
