@@ -384,34 +384,44 @@ fn gumbel_tokens_are_bit_identical() {
                     .to_dtype(dtype)
                     .unwrap();
                 let want = s.sample(&xc, &positions).unwrap();
-                poison(&dev);
-                let got = s.sample(&xc.to_device(&dev).unwrap(), &positions).unwrap();
-                let what = format!("[{batch}, {vocab}] {dtype:?} {s:?}");
-                let tw: Vec<u32> = want.tokens.to_vec1().unwrap();
-                let tg: Vec<u32> = got
-                    .tokens
-                    .to_device(&Device::Cpu)
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap();
-                assert_eq!(tg, tw, "{what}: tokens");
-                let sw: Vec<u32> = want
-                    .scores
-                    .to_vec1::<f32>()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect();
-                let sg: Vec<u32> = got
-                    .scores
-                    .to_device(&Device::Cpu)
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect();
-                assert_eq!(sg, sw, "{what}: scores");
+                // Every filter of the CUDA kernel (the default last).
+                #[cfg(feature = "cuda")]
+                let filters: &[u32] = &[0, 1, 2, wb_kernels::cuda::gumbel_sample::AUTO];
+                #[cfg(not(feature = "cuda"))]
+                let filters: &[u32] = &[u32::MAX];
+                for &filter in filters {
+                    #[cfg(feature = "cuda")]
+                    wb_kernels::cuda::gumbel_sample::FILTER
+                        .store(filter, std::sync::atomic::Ordering::Relaxed);
+                    poison(&dev);
+                    let got = s.sample(&xc.to_device(&dev).unwrap(), &positions).unwrap();
+                    let what = format!("[{batch}, {vocab}] {dtype:?} {s:?} filter {filter}");
+                    let tw: Vec<u32> = want.tokens.to_vec1().unwrap();
+                    let tg: Vec<u32> = got
+                        .tokens
+                        .to_device(&Device::Cpu)
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap();
+                    assert_eq!(tg, tw, "{what}: tokens");
+                    let sw: Vec<u32> = want
+                        .scores
+                        .to_vec1::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect();
+                    let sg: Vec<u32> = got
+                        .scores
+                        .to_device(&Device::Cpu)
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect();
+                    assert_eq!(sg, sw, "{what}: scores");
+                }
                 #[cfg(feature = "cuda")]
                 {
                     let exact = s
@@ -423,7 +433,11 @@ fn gumbel_tokens_are_bit_identical() {
                         .unwrap()
                         .to_vec1()
                         .unwrap();
-                    assert_eq!(te, tw, "{what}: exact-only kernel");
+                    let tw: Vec<u32> = want.tokens.to_vec1().unwrap();
+                    assert_eq!(
+                        te, tw,
+                        "[{batch}, {vocab}] {dtype:?} {s:?}: exact-only kernel"
+                    );
                 }
             }
         }
@@ -445,6 +459,25 @@ fn gumbel_filter_margin_holds_for_every_input() {
     );
     // The filter trusts every approximation, so none may be non-finite.
     assert_eq!(untrusted, 0, "{untrusted} non-finite approximations");
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn gumbel_bucket_bounds_hold_for_every_input() {
+    let Device::Cuda(dev) = gpu() else {
+        unreachable!()
+    };
+    let (violations, slack) = wb_kernels::sample::cuda_table_check(&dev).unwrap();
+    eprintln!(
+        "bucket bounds: {violations} of 2^32 inputs above their bound; smallest slack {slack:e}"
+    );
+    // The coarse filter skips a token when its bound is below a candidate's,
+    // so every input's exact noise must be at most its bucket's bound.
+    assert_eq!(
+        violations, 0,
+        "{violations} inputs exceed their bucket bound"
+    );
+    assert!(slack > 0.0, "smallest slack {slack}");
 }
 
 /// The staged kernels loop over row groups within persistent blocks (one

@@ -17,6 +17,17 @@
 // candidate may still be the warp's best compute an exact score (usually one
 // per warp). Skipping never changes the winner.
 //
+// Before that, a coarser and cheaper test (the `gumbel_tab_*` kernels): G is
+// increasing in the Philox bits x, so tab[x >> 22] (1024 buckets, from
+// src/sample/bound.rs: G at the bucket's largest x plus a small slack, and
+// checked against the exact G for all 2^32 inputs by `gumbel_table_check`)
+// bounds G from above, and fma(l, 1/T, tab[x >> 22]) (fma is monotone in its
+// addend) bounds the exact score. A token whose bound is below the
+// candidate's lower bound is skipped for the cost of one shared-memory load
+// and one fma: most tokens, since only about ln(k)/k of a thread's first k
+// tokens can beat its running candidate. The `gumbel_tabw_*` kernels also
+// share the lower bound across the warp after every 16 tokens a thread.
+//
 // One launch per call (up to MAXR rows): positions and the Philox round keys
 // come as kernel parameters, and the last block of each row (a ticket per
 // row) writes the token and its exact score and resets the row's key and
@@ -226,12 +237,21 @@ __device__ __forceinline__ void consider(Cand& c, float l, unsigned i, unsigned 
 // One block: tokens [start, start + chunk) of row blockIdx.y (relative to the
 // launch's first row); the winner goes into keys[row] by atomicMax of
 // (ordered score, ~token); the row's last block writes token and score.
-template <typename T, bool EXACT_ONLY>
+// FILTER: 0 none beyond the approximate noise, 1 the bucket table, 2 the
+// table and a warp-shared lower bound.
+template <typename T, bool EXACT_ONLY, int FILTER = 0>
 __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const float* __restrict__ thresholds,
                                             unsigned long long* __restrict__ keys, unsigned* __restrict__ tickets,
                                             unsigned* __restrict__ tokens, float* __restrict__ scores, unsigned vocab,
                                             unsigned chunk, unsigned stream, float inv_t, int vec,
-                                            const GumbelArgs& args) {
+                                            const float* __restrict__ tab, const GumbelArgs& args) {
+    __shared__ float tab_s[FILTER > 0 ? 1024 : 1];
+    if constexpr (FILTER > 0) {
+        for (int k = threadIdx.x; k < 1024; k += blockDim.x) tab_s[k] = tab[k];
+        __syncthreads();
+    }
+    // The warp's shared lower bound (FILTER 2): NaN until known.
+    float wlb = __int_as_float(0x7fc00000);
     const unsigned row = blockIdx.y;
     const unsigned start = blockIdx.x * chunk;
     const unsigned end = min(start + chunk, vocab);
@@ -262,11 +282,24 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
             const unsigned bits[4] = {r.x, r.y, r.z, r.w};
 #pragma unroll
             for (int w = 0; w < 4; ++w) {
+                if constexpr (FILTER > 0 && !EXACT_ONLY) {
+                    // An upper bound on the exact score below a lower bound
+                    // of a candidate's (NaN, false: no candidate yet).
+                    const float ub = __fmaf_rn(l[g][w], inv_t, tab_s[bits[w] >> 22]);
+                    const float lb = FILTER == 2 ? fmaxf(c.lb, wlb) : c.lb;
+                    if (ub < lb) continue;
+                }
                 // NaN logits (and padding past the end) and tokens below the
                 // top-k threshold are never candidates.
                 if (!(l[g][w] >= thr)) continue;
                 consider<EXACT_ONLY>(c, l[g][w], 4 * qg + w, bits[w], inv_t);
             }
+        }
+        if constexpr (FILTER == 2 && !EXACT_ONLY) {
+            // The best lower bound among the warp's candidates (of the lanes
+            // still looping): any token below it cannot win.
+            const unsigned key = __reduce_max_sync(__activemask(), ordered(c.i == 0xffffffffu ? -INFINITY : c.lb));
+            wlb = __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
         }
     }
     // Lanes whose candidate may still be the warp's best get its exact score.
@@ -379,21 +412,20 @@ __device__ __forceinline__ void topk_threshold(const T* __restrict__ logits, flo
 
 }  // namespace
 
+#define GUMBEL_K(T, NAME, PRE, EXACT, FILTER, BOUNDS)                                                      \
+    extern "C" __global__ void BOUNDS PRE##NAME(const T* logits, const float* thresholds,                     \
+                                                unsigned long long* keys, unsigned* tickets, unsigned* tokens, \
+                                                float* scores, unsigned vocab, unsigned chunk,                 \
+                                                unsigned stream, float inv_t, int vec, const float* tab,       \
+                                                const GumbelArgs args) {                                       \
+        gumbel_main<T, EXACT, FILTER>(logits, thresholds, keys, tickets, tokens, scores, vocab, chunk, stream, \
+                                      inv_t, vec, tab, args);                                                  \
+    }
 #define GUMBEL(T, NAME)                                                                                       \
-    extern "C" __global__ void __launch_bounds__(256, 4)                                                      \
-        gumbel_##NAME(const T* logits, const float* thresholds, unsigned long long* keys, unsigned* tickets,  \
-                      unsigned* tokens, float* scores, unsigned vocab, unsigned chunk, unsigned stream,        \
-                      float inv_t, int vec, const GumbelArgs args) {                                          \
-        gumbel_main<T, false>(logits, thresholds, keys, tickets, tokens, scores, vocab, chunk, stream, inv_t, \
-                              vec, args);                                                                     \
-    }                                                                                                         \
-    extern "C" __global__ void __launch_bounds__(256)                                                         \
-        gumbel_exact_##NAME(const T* logits, const float* thresholds, unsigned long long* keys,              \
-                            unsigned* tickets, unsigned* tokens, float* scores, unsigned vocab,              \
-                            unsigned chunk, unsigned stream, float inv_t, int vec, const GumbelArgs args) {   \
-        gumbel_main<T, true>(logits, thresholds, keys, tickets, tokens, scores, vocab, chunk, stream, inv_t,  \
-                             vec, args);                                                                      \
-    }                                                                                                         \
+    GUMBEL_K(T, NAME, gumbel_, false, 0, __launch_bounds__(256, 4))                                          \
+    GUMBEL_K(T, NAME, gumbel_tab_, false, 1, __launch_bounds__(256, 4))                                      \
+    GUMBEL_K(T, NAME, gumbel_tabw_, false, 2, __launch_bounds__(256, 4))                                     \
+    GUMBEL_K(T, NAME, gumbel_exact_, true, 0, __launch_bounds__(256))                                        \
     extern "C" __global__ void __launch_bounds__(1024)                                                        \
         topk_threshold_##NAME(const T* logits, float* thresholds, unsigned vocab, unsigned k) {               \
         topk_threshold<T>(logits, thresholds, vocab, k);                                                      \
@@ -427,6 +459,35 @@ extern "C" __global__ void gumbel_margin_check(unsigned long long x0, unsigned l
     if ((threadIdx.x & 31) == 0) {
         atomicMax(out, __float_as_uint(worst));
         atomicAdd(out + 1, untrusted);
+    }
+}
+
+// Exhaustive check of the bucket table over x in [x0, x0 + count): the
+// number of inputs whose exact G exceeds tab[x >> 22] (must be none) into
+// out[0], and the smallest slack tab[x >> 22] − G over all of them into
+// out[1] (as bits of a non-negative float, by atomicMin; 0 if violated).
+extern "C" __global__ void gumbel_table_check(const float* tab, unsigned long long x0, unsigned long long count,
+                                              unsigned* out) {
+    unsigned bad = 0;
+    float slack = INFINITY;
+    for (unsigned long long k = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; k < count;
+         k += (unsigned long long)gridDim.x * blockDim.x) {
+        const unsigned x = (unsigned)(x0 + k);
+        const float g = gumbel_exact(x), b = tab[x >> 22];
+        if (!(g <= b)) {
+            ++bad;
+            slack = 0.0f;
+        } else {
+            slack = fminf(slack, b - g);
+        }
+    }
+    for (int off = 16; off > 0; off >>= 1) {
+        slack = fminf(slack, __shfl_down_sync(0xffffffffu, slack, off));
+        bad += __shfl_down_sync(0xffffffffu, bad, off);
+    }
+    if ((threadIdx.x & 31) == 0) {
+        atomicAdd(out, bad);
+        atomicMin(out + 1, __float_as_uint(slack));
     }
 }
 
