@@ -20,7 +20,8 @@ const CHUNK: usize = 16384;
 /// The filter of the sampling kernel, for benchmarks and parity tests: 0
 /// the approximate noise alone (`gumbel_*`), 1 the bucket bounds first
 /// (`gumbel_tab_*`), 2 those and a warp-shared lower bound
-/// (`gumbel_tabw_*`); see `gumbel_sample.cu`. Not for normal use.
+/// (`gumbel_tabw_*`), 3 the two-pass filter on both bucket bounds
+/// (`gumbel_tab2_*`); see `gumbel_sample.cu`. Not for normal use.
 #[doc(hidden)]
 pub static FILTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(AUTO);
 
@@ -29,7 +30,7 @@ pub static FILTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::
 pub const AUTO: u32 = u32::MAX;
 
 /// The filter used by default, from H100 measurements (kernels/gpu/README.md).
-const DEFAULT_FILTER: u32 = 1;
+const DEFAULT_FILTER: u32 = 3;
 
 /// Rows per launch: their positions travel as kernel parameters (`MAXR` in
 /// `gumbel_sample.cu`).
@@ -125,15 +126,16 @@ fn launch_main(
 ) -> Result<()> {
     let filter = match FILTER.load(std::sync::atomic::Ordering::Relaxed) {
         AUTO => DEFAULT_FILTER,
-        v => v.min(2),
+        v => v.min(3),
     };
     let name = match (exact_only, filter) {
         (true, _) => format!("gumbel_exact_{t}"),
         (false, 0) => format!("gumbel_{t}"),
         (false, 1) => format!("gumbel_tab_{t}"),
-        (false, _) => format!("gumbel_tabw_{t}"),
+        (false, 2) => format!("gumbel_tabw_{t}"),
+        (false, _) => format!("gumbel_tab2_{t}"),
     };
-    let tab = upload(dev, &crate::sample::bound::bucket_bounds())?;
+    let tab = upload(dev, &crate::sample::bound::bucket_table())?;
     let tab = dptr(dev, &*tab, 0);
     let mut args = GumbelArgs::new(g.seed);
     for r0 in (0..batch).step_by(MAXR) {
@@ -259,7 +261,7 @@ pub fn margin_check(dev: &CudaDevice) -> Result<(f32, u64)> {
 /// exact noise exceeds its bucket's bound, smallest slack) over all 2^32
 /// inputs.
 pub fn table_check(dev: &CudaDevice) -> Result<(u64, f32)> {
-    let tab = upload(dev, &crate::sample::bound::bucket_bounds())?;
+    let tab = upload(dev, &crate::sample::bound::bucket_table())?;
     let mut out = dev.alloc_zeros::<u32>(2)?;
     dev.memcpy_htod(&[0u32, f32::INFINITY.to_bits()], &mut out)?;
     let po = dptr(dev, &out, 0);
