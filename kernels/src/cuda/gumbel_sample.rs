@@ -258,8 +258,8 @@ pub fn margin_check(dev: &CudaDevice) -> Result<(f32, u64)> {
 }
 
 /// Runs the exhaustive check of the bucket bounds on `dev`: (inputs whose
-/// exact noise exceeds its bucket's bound, smallest slack) over all 2^32
-/// inputs.
+/// exact noise lies outside its bucket's bounds, smallest distance to a
+/// bound) over all 2^32 inputs.
 pub fn table_check(dev: &CudaDevice) -> Result<(u64, f32)> {
     let tab = upload(dev, &crate::sample::bound::bucket_table())?;
     let mut out = dev.alloc_zeros::<u32>(2)?;

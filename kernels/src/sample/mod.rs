@@ -156,8 +156,8 @@ pub fn cuda_main_kernel_ms(
 }
 
 /// The exhaustive check of the CUDA sampler's bucket bounds ([`bound`]):
-/// (inputs whose exact noise exceeds its bucket's bound, smallest slack
-/// bound − G) over all 2^32 inputs.
+/// (inputs whose exact noise lies outside its bucket's bounds, smallest
+/// distance to a bound) over all 2^32 inputs.
 #[cfg(feature = "cuda")]
 pub fn cuda_table_check(dev: &candle_core::CudaDevice) -> Result<(u64, f32)> {
     crate::cuda::gumbel_sample::table_check(dev)
