@@ -246,6 +246,107 @@ __device__ __forceinline__ void consider(Cand& c, float l, unsigned i, unsigned 
     c = resolve(c, l, i, bits, inv_t);
 }
 
+// The two-pass filter (FILTER ≥ 3; see the file comment) over the thread's
+// tokens of [start, end): G groups of four tokens a step; with PREFETCH the
+// next step's logits are loaded before this step's work. Loads the bucket
+// table into tab_hi / tab_lo after the first loads are on their way (every
+// thread of the block must call it). thr: the top-k threshold, NaN if none.
+template <typename T, int G, bool PREFETCH>
+__device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsigned start, unsigned end, bool vec,
+                                         float thr, unsigned long long pos, unsigned stream, float inv_t,
+                                         const float* __restrict__ tab, float* tab_hi, float* tab_lo,
+                                         const GumbelArgs& args) {
+    const unsigned step = G * blockDim.x;
+    float next[G][4];
+    auto load = [&](unsigned q, float (&l)[G][4]) {
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            const unsigned qg = q + g * blockDim.x;
+            if (4 * qg < end) {
+                load4(lr, 4 * qg, end, vec, l[g]);
+            } else {
+#pragma unroll
+                for (int w = 0; w < 4; ++w) l[g][w] = __int_as_float(0x7fc00000);
+            }
+        }
+    };
+    unsigned q = start / 4 + threadIdx.x;
+    load(q, next);
+    for (int k = threadIdx.x; k < 1024; k += blockDim.x) {
+        tab_hi[k] = tab[2 * k];
+        tab_lo[k] = tab[2 * k + 1];
+    }
+    __syncthreads();
+    float wlb = -INFINITY;
+    for (; 4 * q < end; q += step) {
+        float l[G][4];
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+#pragma unroll
+            for (int w = 0; w < 4; ++w) l[g][w] = next[g][w];
+        }
+        if constexpr (PREFETCH) {
+            if (4 * (q + step) < end) load(q + step, next);
+        }
+        // Tokens that can never be candidates (NaN logits, padding, below
+        // the top-k threshold) become NaN: no bound of theirs counts.
+        if (!isnan(thr)) {
+#pragma unroll
+            for (int g = 0; g < G; ++g) {
+#pragma unroll
+                for (int w = 0; w < 4; ++w) l[g][w] = l[g][w] >= thr ? l[g][w] : __int_as_float(0x7fc00000);
+            }
+        }
+        unsigned bits[G][4];
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            const unsigned qg = q + g * blockDim.x;
+            const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), qg, stream), args);
+            bits[g][0] = r.x, bits[g][1] = r.y, bits[g][2] = r.z, bits[g][3] = r.w;
+        }
+        // Pass 1: the best lower bound of an exact score in the warp (each
+        // is the score of a token that pass 2 keeps).
+        float m = -INFINITY;
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+#pragma unroll
+            for (int w = 0; w < 4; ++w) m = fmaxf(m, __fmaf_rn(l[g][w], inv_t, tab_lo[bits[g][w] >> 22]));
+        }
+        const unsigned key = __reduce_max_sync(__activemask(), ordered(m));
+        wlb = fmaxf(wlb, __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key));
+        // Pass 2: only tokens whose upper bound reaches it can win.
+        unsigned keep = 0;
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+#pragma unroll
+            for (int w = 0; w < 4; ++w) {
+                if (__fmaf_rn(l[g][w], inv_t, tab_hi[bits[g][w] >> 22]) >= wlb) keep |= 1u << (4 * g + w);
+            }
+        }
+        // The rare kept tokens: logits and bits again (from L1/L2 and
+        // Philox), so that the registers of the step's tokens are free after
+        // pass 2 (kept live, they spilled at the 64-register cap).
+        if (keep != 0) {
+#pragma unroll 1
+            for (int g = 0; g < G; ++g) {
+                if (((keep >> (4 * g)) & 15u) == 0) continue;
+                const unsigned qg = q + g * blockDim.x;
+                float lk[4];
+                load4(lr, 4 * qg, end, vec, lk);
+                const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), qg, stream), args);
+                const unsigned bk[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+                for (int w = 0; w < 4; ++w) {
+                    if (keep & (1u << (4 * g + w))) consider<false>(c, lk[w], 4 * qg + w, bk[w], inv_t);
+                }
+            }
+        }
+        if constexpr (!PREFETCH) {
+            if (4 * (q + step) < end) load(q + step, next);
+        }
+    }
+}
+
 // One block: tokens [start, start + chunk) of row blockIdx.y (relative to the
 // launch's first row); the winner goes into keys[row] by atomicMax of
 // (ordered score, ~token); the row's last block writes token and score.
@@ -261,17 +362,13 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
     // Upper and lower bounds of the noise per bucket of bits >> 22 (apart,
     // so that pass 2's loads are not merged into pass 1's and kept live).
     __shared__ float tab_hi[FILTER > 0 ? 1024 : 1];
-    __shared__ float tab_lo[FILTER == 3 ? 1024 : 1];
-    if constexpr (FILTER > 0) {
-        for (int k = threadIdx.x; k < 1024; k += blockDim.x) {
-            tab_hi[k] = tab[2 * k];
-            if constexpr (FILTER == 3) tab_lo[k] = tab[2 * k + 1];
-        }
+    __shared__ float tab_lo[FILTER >= 3 ? 1024 : 1];
+    if constexpr (FILTER == 1 || FILTER == 2) {
+        for (int k = threadIdx.x; k < 1024; k += blockDim.x) tab_hi[k] = tab[2 * k];
         __syncthreads();
     }
-    // The warp's shared lower bound (FILTER 2): NaN until known; (FILTER 3)
-    // −inf until known.
-    float wlb = FILTER == 3 ? -INFINITY : __int_as_float(0x7fc00000);
+    // The warp's shared lower bound (FILTER 2): NaN until known.
+    float wlb = __int_as_float(0x7fc00000);
     const unsigned row = blockIdx.y;
     const unsigned start = blockIdx.x * chunk;
     const unsigned end = min(start + chunk, vocab);
@@ -282,6 +379,11 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
     // Four groups of four tokens per step, loads first so that they overlap.
     constexpr int G = 4;
     const unsigned q0 = start / 4 + threadIdx.x;
+    if constexpr (FILTER >= 3 && !EXACT_ONLY) {
+        constexpr int G2 = FILTER == 3 ? 4 : FILTER == 4 ? 2 : 4;
+        two_pass<T, G2, FILTER != 3>(c, lr, start, end, vec != 0, thresholds != nullptr ? thr : NAN, pos, stream,
+                                     inv_t, tab, tab_hi, tab_lo, args);
+    } else
     for (unsigned q = q0; 4 * q < end; q += G * blockDim.x) {
         float l[G][4];
 #pragma unroll
@@ -294,61 +396,7 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
                 for (int w = 0; w < 4; ++w) l[g][w] = __int_as_float(0x7fc00000);
             }
         }
-        if constexpr (FILTER == 3 && !EXACT_ONLY) {
-            // Tokens that can never be candidates (NaN logits, padding, below
-            // the top-k threshold) become NaN: no bound of theirs counts.
-            if (thresholds != nullptr) {
-#pragma unroll
-                for (int g = 0; g < G; ++g) {
-#pragma unroll
-                    for (int w = 0; w < 4; ++w) l[g][w] = l[g][w] >= thr ? l[g][w] : __int_as_float(0x7fc00000);
-                }
-            }
-            unsigned bits[G][4];
-#pragma unroll
-            for (int g = 0; g < G; ++g) {
-                const unsigned qg = q + g * blockDim.x;
-                const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), qg, stream), args);
-                bits[g][0] = r.x, bits[g][1] = r.y, bits[g][2] = r.z, bits[g][3] = r.w;
-            }
-            // Pass 1: the best lower bound of an exact score in the warp
-            // (each is the score of a token that pass 2 keeps).
-            float m = -INFINITY;
-#pragma unroll
-            for (int g = 0; g < G; ++g) {
-#pragma unroll
-                for (int w = 0; w < 4; ++w) m = fmaxf(m, __fmaf_rn(l[g][w], inv_t, tab_lo[bits[g][w] >> 22]));
-            }
-            const unsigned key = __reduce_max_sync(__activemask(), ordered(m));
-            wlb = fmaxf(wlb, __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key));
-            // Pass 2: only tokens whose upper bound reaches it can win.
-            unsigned keep = 0;
-#pragma unroll
-            for (int g = 0; g < G; ++g) {
-#pragma unroll
-                for (int w = 0; w < 4; ++w) {
-                    if (__fmaf_rn(l[g][w], inv_t, tab_hi[bits[g][w] >> 22]) >= wlb) keep |= 1u << (4 * g + w);
-                }
-            }
-            // The rare kept tokens: logits and bits again (from L1/L2 and
-            // Philox), so that the registers of the 16 tokens are free
-            // after pass 2 (kept live, they spilled at the 64-register cap).
-            if (keep != 0) {
-#pragma unroll 1
-                for (int g = 0; g < G; ++g) {
-                    if (((keep >> (4 * g)) & 15u) == 0) continue;
-                    const unsigned qg = q + g * blockDim.x;
-                    float lk[4];
-                    load4(lr, 4 * qg, end, vec != 0, lk);
-                    const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), qg, stream), args);
-                    const unsigned bk[4] = {r.x, r.y, r.z, r.w};
-#pragma unroll
-                    for (int w = 0; w < 4; ++w) {
-                        if (keep & (1u << (4 * g + w))) consider<false>(c, lk[w], 4 * qg + w, bk[w], inv_t);
-                    }
-                }
-            }
-        } else {
+        {
 #pragma unroll
         for (int g = 0; g < G; ++g) {
             const unsigned qg = q + g * blockDim.x;
@@ -502,6 +550,8 @@ __device__ __forceinline__ void topk_threshold(const T* __restrict__ logits, flo
     GUMBEL_K(T, NAME, gumbel_tab_, false, 1, __launch_bounds__(256, 4))                                      \
     GUMBEL_K(T, NAME, gumbel_tabw_, false, 2, __launch_bounds__(256, 4))                                     \
     GUMBEL_K(T, NAME, gumbel_tab2_, false, 3, __launch_bounds__(256, 4))                                     \
+    GUMBEL_K(T, NAME, gumbel_tab2p2_, false, 4, __launch_bounds__(256, 4))                                   \
+    GUMBEL_K(T, NAME, gumbel_tab2p4_, false, 5, __launch_bounds__(256, 4))                                   \
     GUMBEL_K(T, NAME, gumbel_exact_, true, 0, __launch_bounds__(256))                                        \
     extern "C" __global__ void __launch_bounds__(1024)                                                        \
         topk_threshold_##NAME(const T* logits, float* thresholds, unsigned vocab, unsigned k) {               \
