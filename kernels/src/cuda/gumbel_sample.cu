@@ -17,28 +17,23 @@
 // candidate may still be the warp's best compute an exact score (usually one
 // per warp). Skipping never changes the winner.
 //
-// Before that, a coarser and cheaper test (the `gumbel_tab_*` kernels): G is
-// increasing in the Philox bits x, so tab[x >> 22] (1024 buckets, from
-// src/sample/bound.rs: G at the bucket's largest x plus a small slack, and
-// checked against the exact G for all 2^32 inputs by `gumbel_table_check`)
-// bounds G from above, and fma(l, 1/T, tab[x >> 22]) (fma is monotone in its
-// addend) bounds the exact score. A token whose bound is below the
-// candidate's lower bound is skipped for the cost of one shared-memory load
-// and one fma: most tokens, since only about ln(k)/k of a thread's first k
-// tokens can beat its running candidate. But a warp runs the slow path when
-// any of its lanes does, so per thread that saves little (H100: 73.5 → 69
-// instructions a token, no faster). The `gumbel_tabw_*` kernels also share
-// the lower bound across the warp after every 16 tokens a thread.
-//
-// The `gumbel_tab2_*` kernels filter in two passes over each thread's 16
-// tokens in registers: pass 1 takes the best lower bound fma(l, 1/T,
-// low[x >> 22]) over the warp's 512 tokens (a lower bound of the exact score
-// of the token it came from, and the running best of the previous groups);
-// pass 2 keeps only the tokens whose upper bound reaches it, which is about
-// one per warp and group, so the slow path (approximate noise, candidate
-// bounds, exact scores for near-ties) runs rarely and the common path is
-// Philox plus two table loads and fmas per token. A token dropped there
-// scores strictly below a token pass 2 keeps, so it cannot win.
+// Before that, the `gumbel_tab2*` kernels filter by bounds of G per bucket
+// of the Philox bits x (src/sample/bound.rs; G is increasing in x, and the
+// bounds are checked against the exact G for all 2^32 inputs by
+// `gumbel_table_check`): fma(l, 1/T, bound) bounds the exact score on each
+// side (fma is monotone in its addend). Each step a thread holds 16 (or 8)
+// tokens in registers. Pass 1 takes the best lower bound over the warp's
+// tokens (and the previous steps'): the lower bound of some token's exact
+// score. Pass 2 keeps only the tokens whose upper bound reaches it, about
+// one per warp and step, so the slow path above (approximate noise,
+// candidate bounds, exact scores for near-ties) runs rarely and the common
+// path is Philox plus two table loads and fmas per token. A dropped token
+// scores strictly below a kept one (the one with the warp's best lower
+// bound is always kept), so it cannot win. A per-thread filter (skip a
+// token whose upper bound is below the thread's candidate) did not work:
+// a warp runs the slow path whenever any lane does, and with 64 tokens a
+// thread some lane nearly always does (H100: 73.5 → 69 instructions a
+// token, no faster).
 //
 // One launch per call (up to MAXR rows): positions and the Philox round keys
 // come as kernel parameters, and the last block of each row (a ticket per
@@ -246,7 +241,16 @@ __device__ __forceinline__ void consider(Cand& c, float l, unsigned i, unsigned 
     c = resolve(c, l, i, bits, inv_t);
 }
 
-// The two-pass filter (FILTER ≥ 3; see the file comment) over the thread's
+// The bucket of Philox bits x in the bound table (src/sample/bound.rs): the
+// top 10 bits; the top 8 of those buckets (x ≥ 0xfe000000: v = 1 − u <
+// 2^−7, where the winners' noise is and where G = −ln(−ln u) ≈ −ln v
+// changes fast) split again by the next 10 bits (1024 + that).
+__device__ __forceinline__ unsigned bucket(unsigned x) {
+    return x >= 0xfe000000u ? 1024u + ((x >> 15) & 1023u) : x >> 22;
+}
+constexpr int BUCKETS = 2048;
+
+// The two-pass filter (FILTER > 0; see the file comment) over the thread's
 // tokens of [start, end): G groups of four tokens a step; with PREFETCH the
 // next step's logits are loaded before this step's work. Loads the bucket
 // table into tab_hi / tab_lo after the first loads are on their way (every
@@ -272,18 +276,22 @@ __device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsi
     };
     unsigned q = start / 4 + threadIdx.x;
     load(q, next);
-    for (int k = threadIdx.x; k < 1024; k += blockDim.x) {
+    for (int k = threadIdx.x; k < BUCKETS; k += blockDim.x) {
         tab_hi[k] = tab[2 * k];
         tab_lo[k] = tab[2 * k + 1];
     }
     __syncthreads();
     float wlb = -INFINITY;
-    for (; 4 * q < end; q += step) {
+    // The warp loops while any lane has tokens (lanes past the end hold
+    // NaN), so that the reduction below runs converged on the full warp.
+    for (;; q += step) {
+        const bool live = 4 * q < end;
+        if (!__any_sync(0xffffffffu, live)) break;
         float l[G][4];
 #pragma unroll
         for (int g = 0; g < G; ++g) {
 #pragma unroll
-            for (int w = 0; w < 4; ++w) l[g][w] = next[g][w];
+            for (int w = 0; w < 4; ++w) l[g][w] = live ? next[g][w] : __int_as_float(0x7fc00000);
         }
         if constexpr (PREFETCH) {
             if (4 * (q + step) < end) load(q + step, next);
@@ -310,9 +318,9 @@ __device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsi
 #pragma unroll
         for (int g = 0; g < G; ++g) {
 #pragma unroll
-            for (int w = 0; w < 4; ++w) m = fmaxf(m, __fmaf_rn(l[g][w], inv_t, tab_lo[bits[g][w] >> 22]));
+            for (int w = 0; w < 4; ++w) m = fmaxf(m, __fmaf_rn(l[g][w], inv_t, tab_lo[bucket(bits[g][w])]));
         }
-        const unsigned key = __reduce_max_sync(__activemask(), ordered(m));
+        const unsigned key = __reduce_max_sync(0xffffffffu, ordered(m));
         wlb = fmaxf(wlb, __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key));
         // Pass 2: only tokens whose upper bound reaches it can win.
         unsigned keep = 0;
@@ -320,7 +328,11 @@ __device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsi
         for (int g = 0; g < G; ++g) {
 #pragma unroll
             for (int w = 0; w < 4; ++w) {
-                if (__fmaf_rn(l[g][w], inv_t, tab_hi[bits[g][w] >> 22]) >= wlb) keep |= 1u << (4 * g + w);
+                // The bucket again, hidden from common-subexpression
+                // elimination: kept from pass 1, the 16 indices spilled.
+                unsigned x = bits[g][w];
+                asm volatile("" : "+r"(x));
+                if (__fmaf_rn(l[g][w], inv_t, tab_hi[bucket(x)]) >= wlb) keep |= 1u << (4 * g + w);
             }
         }
         // The rare kept tokens: logits and bits again (from L1/L2 and
@@ -350,9 +362,9 @@ __device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsi
 // One block: tokens [start, start + chunk) of row blockIdx.y (relative to the
 // launch's first row); the winner goes into keys[row] by atomicMax of
 // (ordered score, ~token); the row's last block writes token and score.
-// FILTER: 0 none beyond the approximate noise, 1 the bucket table's upper
-// bounds, 2 those and a warp-shared lower bound, 3 the two-pass filter on
-// both bounds (see the file comment).
+// FILTER: 0 none beyond the approximate noise; 1, 2, 3 the two-pass filter
+// on the bucket bounds (see the file comment) with 16 tokens a thread and
+// step, 8 with the next step's logits loaded ahead, 16 likewise.
 template <typename T, bool EXACT_ONLY, int FILTER = 0>
 __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const float* __restrict__ thresholds,
                                             unsigned long long* __restrict__ keys, unsigned* __restrict__ tickets,
@@ -361,14 +373,8 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
                                             const float* __restrict__ tab, const GumbelArgs& args) {
     // Upper and lower bounds of the noise per bucket of bits >> 22 (apart,
     // so that pass 2's loads are not merged into pass 1's and kept live).
-    __shared__ float tab_hi[FILTER > 0 ? 1024 : 1];
-    __shared__ float tab_lo[FILTER >= 3 ? 1024 : 1];
-    if constexpr (FILTER == 1 || FILTER == 2) {
-        for (int k = threadIdx.x; k < 1024; k += blockDim.x) tab_hi[k] = tab[2 * k];
-        __syncthreads();
-    }
-    // The warp's shared lower bound (FILTER 2): NaN until known.
-    float wlb = __int_as_float(0x7fc00000);
+    __shared__ float tab_hi[FILTER > 0 ? BUCKETS : 1];
+    __shared__ float tab_lo[FILTER > 0 ? BUCKETS : 1];
     const unsigned row = blockIdx.y;
     const unsigned start = blockIdx.x * chunk;
     const unsigned end = min(start + chunk, vocab);
@@ -379,9 +385,9 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
     // Four groups of four tokens per step, loads first so that they overlap.
     constexpr int G = 4;
     const unsigned q0 = start / 4 + threadIdx.x;
-    if constexpr (FILTER >= 3 && !EXACT_ONLY) {
-        constexpr int G2 = FILTER == 3 ? 4 : FILTER == 4 ? 2 : 4;
-        two_pass<T, G2, FILTER != 3>(c, lr, start, end, vec != 0, thresholds != nullptr ? thr : NAN, pos, stream,
+    if constexpr (FILTER > 0 && !EXACT_ONLY) {
+        constexpr int G2 = FILTER == 2 ? 2 : 4;
+        two_pass<T, G2, FILTER != 1>(c, lr, start, end, vec != 0, thresholds != nullptr ? thr : NAN, pos, stream,
                                      inv_t, tab, tab_hi, tab_lo, args);
     } else
     for (unsigned q = q0; 4 * q < end; q += G * blockDim.x) {
@@ -405,25 +411,12 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
             const unsigned bits[4] = {r.x, r.y, r.z, r.w};
 #pragma unroll
             for (int w = 0; w < 4; ++w) {
-                if constexpr (FILTER > 0 && !EXACT_ONLY) {
-                    // An upper bound on the exact score below a lower bound
-                    // of a candidate's (NaN, false: no candidate yet).
-                    const float ub = __fmaf_rn(l[g][w], inv_t, tab_hi[bits[w] >> 22]);
-                    const float lb = FILTER == 2 ? fmaxf(c.lb, wlb) : c.lb;
-                    if (ub < lb) continue;
-                }
                 // NaN logits (and padding past the end) and tokens below the
                 // top-k threshold are never candidates.
                 if (!(l[g][w] >= thr)) continue;
                 consider<EXACT_ONLY>(c, l[g][w], 4 * qg + w, bits[w], inv_t);
             }
         }
-        }
-        if constexpr (FILTER == 2 && !EXACT_ONLY) {
-            // The best lower bound among the warp's candidates (of the lanes
-            // still looping): any token below it cannot win.
-            const unsigned key = __reduce_max_sync(__activemask(), ordered(c.i == 0xffffffffu ? -INFINITY : c.lb));
-            wlb = __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
         }
     }
     // Lanes whose candidate may still be the warp's best get its exact score.
@@ -547,11 +540,9 @@ __device__ __forceinline__ void topk_threshold(const T* __restrict__ logits, flo
     }
 #define GUMBEL(T, NAME)                                                                                       \
     GUMBEL_K(T, NAME, gumbel_, false, 0, __launch_bounds__(256, 4))                                          \
-    GUMBEL_K(T, NAME, gumbel_tab_, false, 1, __launch_bounds__(256, 4))                                      \
-    GUMBEL_K(T, NAME, gumbel_tabw_, false, 2, __launch_bounds__(256, 4))                                     \
-    GUMBEL_K(T, NAME, gumbel_tab2_, false, 3, __launch_bounds__(256, 4))                                     \
-    GUMBEL_K(T, NAME, gumbel_tab2p2_, false, 4, __launch_bounds__(256, 4))                                   \
-    GUMBEL_K(T, NAME, gumbel_tab2p4_, false, 5, __launch_bounds__(256, 4))                                   \
+    GUMBEL_K(T, NAME, gumbel_tab2_, false, 1, __launch_bounds__(256, 4))                                     \
+    GUMBEL_K(T, NAME, gumbel_tab2p2_, false, 2, __launch_bounds__(256, 4))                                   \
+    GUMBEL_K(T, NAME, gumbel_tab2p4_, false, 3, __launch_bounds__(256, 4))                                   \
     GUMBEL_K(T, NAME, gumbel_exact_, true, 0, __launch_bounds__(256))                                        \
     extern "C" __global__ void __launch_bounds__(1024)                                                        \
         topk_threshold_##NAME(const T* logits, float* thresholds, unsigned vocab, unsigned k) {               \
@@ -591,7 +582,7 @@ extern "C" __global__ void gumbel_margin_check(unsigned long long x0, unsigned l
 
 // Exhaustive check of the bucket table over x in [x0, x0 + count): the
 // number of inputs whose exact G lies outside its bucket's bounds
-// (tab[2b + 1] ≤ G ≤ tab[2b], b = x >> 22; must be none) into out[0], and
+// (tab[2b + 1] ≤ G ≤ tab[2b], b = bucket(x); must be none) into out[0], and
 // the smallest distance to a bound over all of them into out[1] (as bits
 // of a non-negative float, by atomicMin; 0 if violated).
 extern "C" __global__ void gumbel_table_check(const float* tab, unsigned long long x0, unsigned long long count,
@@ -601,7 +592,7 @@ extern "C" __global__ void gumbel_table_check(const float* tab, unsigned long lo
     for (unsigned long long k = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; k < count;
          k += (unsigned long long)gridDim.x * blockDim.x) {
         const unsigned x = (unsigned)(x0 + k);
-        const float g = gumbel_exact(x), hi = tab[2 * (x >> 22)], lo = tab[2 * (x >> 22) + 1];
+        const float g = gumbel_exact(x), hi = tab[2 * bucket(x)], lo = tab[2 * bucket(x) + 1];
         if (!(lo <= g && g <= hi)) {
             ++bad;
             slack = 0.0f;

@@ -18,13 +18,11 @@ use crate::sample::GumbelSampler;
 const CHUNK: usize = 16384;
 
 /// The filter of the sampling kernel, for benchmarks and parity tests: 0
-/// the approximate noise alone (`gumbel_*`), 1 the bucket bounds first
-/// (`gumbel_tab_*`), 2 those and a warp-shared lower bound
-/// (`gumbel_tabw_*`), 3 the two-pass filter on both bucket bounds
-/// (`gumbel_tab2_*`, 16 tokens a thread and step), 4 and 5 that with the
-/// next step's logits loaded before the step's work (`gumbel_tab2p2_*`, 8
-/// tokens a step; `gumbel_tab2p4_*`, 16); see `gumbel_sample.cu`. Not for
-/// normal use.
+/// the approximate noise alone (`gumbel_*`); 1, 2, 3 the two-pass filter on
+/// the bucket bounds first (`gumbel_tab2_*`: 16 tokens a thread and step;
+/// `gumbel_tab2p2_*`: 8, the next step's logits loaded ahead;
+/// `gumbel_tab2p4_*`: 16, likewise); see `gumbel_sample.cu`. Not for normal
+/// use.
 #[doc(hidden)]
 pub static FILTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(AUTO);
 
@@ -33,7 +31,7 @@ pub static FILTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::
 pub const AUTO: u32 = u32::MAX;
 
 /// The filter used by default, from H100 measurements (kernels/gpu/README.md).
-const DEFAULT_FILTER: u32 = 3;
+const DEFAULT_FILTER: u32 = 1;
 
 /// Rows per launch: their positions travel as kernel parameters (`MAXR` in
 /// `gumbel_sample.cu`).
@@ -129,15 +127,13 @@ fn launch_main(
 ) -> Result<()> {
     let filter = match FILTER.load(std::sync::atomic::Ordering::Relaxed) {
         AUTO => DEFAULT_FILTER,
-        v => v.min(5),
+        v => v.min(3),
     };
     let name = match (exact_only, filter) {
         (true, _) => format!("gumbel_exact_{t}"),
         (false, 0) => format!("gumbel_{t}"),
-        (false, 1) => format!("gumbel_tab_{t}"),
-        (false, 2) => format!("gumbel_tabw_{t}"),
-        (false, 3) => format!("gumbel_tab2_{t}"),
-        (false, 4) => format!("gumbel_tab2p2_{t}"),
+        (false, 1) => format!("gumbel_tab2_{t}"),
+        (false, 2) => format!("gumbel_tab2p2_{t}"),
         (false, _) => format!("gumbel_tab2p4_{t}"),
     };
     let tab = upload(dev, &crate::sample::bound::bucket_table())?;
