@@ -23,9 +23,11 @@
 // `gumbel_table_check`): fma(l, 1/T, bound) bounds the exact score on each
 // side (fma is monotone in its addend). Each step a thread holds 16 (or 8)
 // tokens in registers. Pass 1 takes the best lower bound over the warp's
-// tokens (and the previous steps'): the lower bound of some token's exact
-// score. Pass 2 keeps only the tokens whose upper bound reaches it, about
-// one per warp and step, so the slow path above (approximate noise,
+// tokens, the previous steps' and, through shared memory without barriers,
+// the other warps' of the block: the lower bound of some kept token's exact
+// score. Pass 2 keeps only the tokens whose upper bound reaches it and the
+// thread's own candidate's lower bound, rarely more than one per warp and
+// step, so the slow path above (approximate noise,
 // candidate bounds, exact scores for near-ties) runs rarely and the common
 // path is Philox plus two table loads and fmas per token. A dropped token
 // scores strictly below a kept one (the one with the warp's best lower
@@ -280,6 +282,11 @@ __device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsi
         tab_hi[k] = tab[2 * k];
         tab_lo[k] = tab[2 * k + 1];
     }
+    // The block's best lower bound so far (ordered key), shared by the warps
+    // without barriers: whatever value a warp reads is the lower bound of a
+    // token that its owner kept, or better.
+    __shared__ unsigned block_key;
+    if (threadIdx.x == 0) block_key = ordered(-INFINITY);
     __syncthreads();
     float wlb = -INFINITY;
     // The warp loops while any lane has tokens (lanes past the end hold
@@ -320,8 +327,13 @@ __device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsi
 #pragma unroll
             for (int w = 0; w < 4; ++w) m = fmaxf(m, __fmaf_rn(l[g][w], inv_t, tab_lo[bucket(bits[g][w])]));
         }
-        const unsigned key = __reduce_max_sync(0xffffffffu, ordered(m));
+        unsigned key = __reduce_max_sync(0xffffffffu, ordered(m));
+        unsigned seen = 0;
+        if ((threadIdx.x & 31) == 0) seen = atomicMax(&block_key, key);
+        key = max(key, __shfl_sync(0xffffffffu, seen, 0));
         wlb = fmaxf(wlb, __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key));
+        // The thread's own candidate's lower bound counts too (NaN: none).
+        const float bar = fmaxf(wlb, c.lb);
         // Pass 2: only tokens whose upper bound reaches it can win.
         unsigned keep = 0;
 #pragma unroll
@@ -332,7 +344,7 @@ __device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsi
                 // elimination: kept from pass 1, the 16 indices spilled.
                 unsigned x = bits[g][w];
                 asm volatile("" : "+r"(x));
-                if (__fmaf_rn(l[g][w], inv_t, tab_hi[bucket(x)]) >= wlb) keep |= 1u << (4 * g + w);
+                if (__fmaf_rn(l[g][w], inv_t, tab_hi[bucket(x)]) >= bar) keep |= 1u << (4 * g + w);
             }
         }
         // The rare kept tokens: logits and bits again (from L1/L2 and
