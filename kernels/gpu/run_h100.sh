@@ -37,7 +37,7 @@ timeout 240 ./gpu_bench ${WB_BENCH_ARGS:-} 2>&1 | tee -a "$OUT/bench.log" || sta
 if [ -n "${WB_NCU:-}" ] && command -v ncu >/dev/null; then
     # Base (shuffle) and staged Hadamard kernels, and the sampling kernel:
     # throughput sections, then the warp stall reasons.
-    K='regex:^(hadamard_(bf16_bf16_10|s2_bf16_10|f32_f32_14|s3_f32_14)|gumbel_(tab2|tab2p2|tab2p4)?_?f32)$'
+    K='regex:^(hadamard_(bf16_bf16_10|s2_bf16_10|f32_f32_14|s3_f32_14)|gumbel_(tab2p4|lean2|lean4)?_?f32)$'
     echo "== ncu" | tee "$OUT/ncu.log"
     timeout 150 ncu --kernel-name "$K" --launch-count 20 \
         --section SpeedOfLight --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis \
