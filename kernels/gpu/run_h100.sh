@@ -37,9 +37,9 @@ timeout 240 ./gpu_bench ${WB_BENCH_ARGS:-} 2>&1 | tee -a "$OUT/bench.log" || sta
 if [ -n "${WB_NCU:-}" ] && command -v ncu >/dev/null; then
     # Base (shuffle) and staged Hadamard kernels, and the sampling kernel:
     # throughput sections, then the warp stall reasons.
-    K='regex:^(hadamard_(bf16_bf16_10|s2_bf16_10|f32_f32_14|s3_f32_14)|gumbel_(tab2p4|lean2|lean4)?_?f32)$'
+    K='regex:^(hadamard_(bf16_bf16_10|s2_bf16_10|f32_f32_14|s3_f32_14)|gumbel_(tab2p4_)?f32)$'
     echo "== ncu" | tee "$OUT/ncu.log"
-    timeout 150 ncu --kernel-name "$K" --launch-count 20 \
+    timeout 150 ncu --kernel-name "$K" --launch-count 16 \
         --section SpeedOfLight --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis \
         --section MemoryWorkloadAnalysis ./gpu_bench --profile 2>&1 | grep -vE "^==PROF==|^\s*$" >> "$OUT/ncu.log" || true
     echo "== ncu stalls" >> "$OUT/ncu.log"
@@ -47,7 +47,7 @@ if [ -n "${WB_NCU:-}" ] && command -v ncu >/dev/null; then
     for r in no_instruction long_scoreboard short_scoreboard mio_throttle barrier math_pipe_throttle lg_throttle wait not_selected selected dispatch_stall branch_resolving; do
         M="$M,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio"
     done
-    timeout 120 ncu --kernel-name "$K" --launch-count 20 --metrics "$M" \
+    timeout 120 ncu --kernel-name "$K" --launch-count 16 --metrics "$M" \
         ./gpu_bench --profile 2>&1 | grep -vE "^==PROF==|^\s*$" >> "$OUT/ncu.log" || true
 fi
 echo "== pytorch peer" | tee -a "$OUT/bench.log"

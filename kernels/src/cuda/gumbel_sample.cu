@@ -257,7 +257,7 @@ constexpr int BUCKETS = 2048;
 // next step's logits are loaded before this step's work. Loads the bucket
 // table into tab_hi / tab_lo after the first loads are on their way (every
 // thread of the block must call it). thr: the top-k threshold, NaN if none.
-template <typename T, int G, bool PREFETCH, bool LEAN = false>
+template <typename T, int G, bool PREFETCH>
 __device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsigned start, unsigned end, bool vec,
                                          float thr, unsigned long long pos, unsigned stream, float inv_t,
                                          const float* __restrict__ tab, float* tab_hi, float* tab_lo,
@@ -329,18 +329,10 @@ __device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsi
         // Pass 1: the best lower bound of an exact score in the warp (each
         // is the score of a token that pass 2 keeps).
         float m = -INFINITY;
-        // LEAN: the bucket indices are kept for pass 2 (the integer pipe,
-        // which also runs Philox's XORs, is the busiest; 8 tokens a step
-        // leave the registers for it).
-        unsigned idx[LEAN ? G : 1][4];
 #pragma unroll
         for (int g = 0; g < G; ++g) {
 #pragma unroll
-            for (int w = 0; w < 4; ++w) {
-                const unsigned b = bucket(bits[g][w]);
-                if constexpr (LEAN) idx[g][w] = b;
-                m = fmaxf(m, __fmaf_rn(l[g][w], inv_t, tab_lo[b]));
-            }
+            for (int w = 0; w < 4; ++w) m = fmaxf(m, __fmaf_rn(l[g][w], inv_t, tab_lo[bucket(bits[g][w])]));
         }
         unsigned key = __reduce_max_sync(0xffffffffu, ordered(m));
         unsigned seen = 0;
@@ -350,37 +342,6 @@ __device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsi
         // The thread's own candidate's lower bound counts too (NaN: none).
         const float bar = fmaxf(wlb, c.lb);
         // Pass 2: only tokens whose upper bound reaches it can win.
-        if constexpr (LEAN) {
-            // Only whether any does (one max a token); the slow path finds
-            // which.
-            float top = -INFINITY;
-#pragma unroll
-            for (int g = 0; g < G; ++g) {
-#pragma unroll
-                for (int w = 0; w < 4; ++w) top = fmaxf(top, __fmaf_rn(l[g][w], inv_t, tab_hi[idx[g][w]]));
-            }
-            if (top >= bar) {
-#pragma unroll 1
-                for (int g = 0; g < G; ++g) {
-                    const unsigned qg = q + g * blockDim.x;
-                    float lk[4];
-                    load4(lr, 4 * qg, end, vec, lk);
-                    const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), qg, stream), args);
-                    const unsigned bk[4] = {r.x, r.y, r.z, r.w};
-#pragma unroll
-                    for (int w = 0; w < 4; ++w) {
-                        const bool eligible = 4 * qg + w < end && (isnan(thr) || lk[w] >= thr);
-                        if (eligible && __fmaf_rn(lk[w], inv_t, tab_hi[bucket(bk[w])]) >= bar) {
-                            consider<false>(c, lk[w], 4 * qg + w, bk[w], inv_t);
-                        }
-                    }
-                }
-            }
-            if constexpr (!PREFETCH) {
-                if (4 * (q + step) < end) load(q + step, next);
-            }
-            continue;
-        }
         unsigned keep = 0;
 #pragma unroll
         for (int g = 0; g < G; ++g) {
@@ -422,9 +383,7 @@ __device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsi
 // (ordered score, ~token); the row's last block writes token and score.
 // FILTER: 0 none beyond the approximate noise; 1, 2, 3 the two-pass filter
 // on the bucket bounds (see the file comment) with 16 tokens a thread and
-// step, 8 with the next step's logits loaded ahead, 16 likewise; 4, 5 its
-// lean form (bucket indices kept, one max in pass 2) with 8 tokens a step
-// loaded ahead, 16 not.
+// step, 8 with the next step's logits loaded ahead, 16 likewise.
 template <typename T, bool EXACT_ONLY, int FILTER = 0>
 __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const float* __restrict__ thresholds,
                                             unsigned long long* __restrict__ keys, unsigned* __restrict__ tickets,
@@ -446,8 +405,8 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
     constexpr int G = 4;
     const unsigned q0 = start / 4 + threadIdx.x;
     if constexpr (FILTER > 0 && !EXACT_ONLY) {
-        constexpr int G2 = FILTER == 2 || FILTER == 4 ? 2 : 4;
-        two_pass<T, G2, FILTER != 1 && FILTER != 5, FILTER >= 4>(c, lr, start, end, vec != 0, thresholds != nullptr ? thr : NAN, pos, stream,
+        constexpr int G2 = FILTER == 2 ? 2 : 4;
+        two_pass<T, G2, FILTER != 1>(c, lr, start, end, vec != 0, thresholds != nullptr ? thr : NAN, pos, stream,
                                      inv_t, tab, tab_hi, tab_lo, args);
     } else
     for (unsigned q = q0; 4 * q < end; q += G * blockDim.x) {
@@ -603,8 +562,6 @@ __device__ __forceinline__ void topk_threshold(const T* __restrict__ logits, flo
     GUMBEL_K(T, NAME, gumbel_tab2_, false, 1, __launch_bounds__(256, 4))                                     \
     GUMBEL_K(T, NAME, gumbel_tab2p2_, false, 2, __launch_bounds__(256, 4))                                   \
     GUMBEL_K(T, NAME, gumbel_tab2p4_, false, 3, __launch_bounds__(256, 4))                                   \
-    GUMBEL_K(T, NAME, gumbel_lean2_, false, 4, __launch_bounds__(256, 4))                                    \
-    GUMBEL_K(T, NAME, gumbel_lean4_, false, 5, __launch_bounds__(256, 4))                                    \
     GUMBEL_K(T, NAME, gumbel_exact_, true, 0, __launch_bounds__(256))                                        \
     extern "C" __global__ void __launch_bounds__(1024)                                                        \
         topk_threshold_##NAME(const T* logits, float* thresholds, unsigned vocab, unsigned k) {               \
