@@ -294,7 +294,7 @@ mod gpu {
                 #[cfg(feature = "cuda")]
                 let filters: &[u32] = if top_k.is_none() {
                     let a = wb_kernels::cuda::gumbel_sample::AUTO;
-                    &[a, 0, 1, 2, 3, 4, a]
+                    &[a, 0, 1, 2, 3, a]
                 } else {
                     &[wb_kernels::cuda::gumbel_sample::AUTO]
                 };

@@ -383,9 +383,7 @@ __device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsi
 // (ordered score, ~token); the row's last block writes token and score.
 // FILTER: 0 none beyond the approximate noise; 1, 2, 3 the two-pass filter
 // on the bucket bounds (see the file comment) with 16 tokens a thread and
-// step, 8 with the next step's logits loaded ahead, 16 likewise
-// (`gumbel_tab2p2o_*`: the second with five blocks a multiprocessor, 48
-// registers instead of 59).
+// step, 8 with the next step's logits loaded ahead, 16 likewise.
 template <typename T, bool EXACT_ONLY, int FILTER = 0>
 __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const float* __restrict__ thresholds,
                                             unsigned long long* __restrict__ keys, unsigned* __restrict__ tickets,
@@ -564,7 +562,6 @@ __device__ __forceinline__ void topk_threshold(const T* __restrict__ logits, flo
     GUMBEL_K(T, NAME, gumbel_tab2_, false, 1, __launch_bounds__(256, 4))                                     \
     GUMBEL_K(T, NAME, gumbel_tab2p2_, false, 2, __launch_bounds__(256, 4))                                   \
     GUMBEL_K(T, NAME, gumbel_tab2p4_, false, 3, __launch_bounds__(256, 4))                                   \
-    GUMBEL_K(T, NAME, gumbel_tab2p2o_, false, 2, __launch_bounds__(256, 5))                                  \
     GUMBEL_K(T, NAME, gumbel_exact_, true, 0, __launch_bounds__(256))                                        \
     extern "C" __global__ void __launch_bounds__(1024)                                                        \
         topk_threshold_##NAME(const T* logits, float* thresholds, unsigned vocab, unsigned k) {               \

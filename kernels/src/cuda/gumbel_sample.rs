@@ -21,10 +21,8 @@ const CHUNK: usize = 16384;
 /// the approximate noise alone (`gumbel_*`); 1, 2, 3 the two-pass filter on
 /// the bucket bounds first (`gumbel_tab2_*`: 16 tokens a thread and step;
 /// `gumbel_tab2p2_*`: 8, the next step's logits loaded ahead;
-/// `gumbel_tab2p4_*`: 16, likewise); 4 the second at five blocks a
-/// multiprocessor (`gumbel_tab2p2o_*`). The filtered kernels split a row
-/// into as many blocks as fill one wave of the device (see [`chunk_for`]).
-/// See `gumbel_sample.cu`. Not for normal use.
+/// `gumbel_tab2p4_*`: 16, likewise); see `gumbel_sample.cu`. Not for normal
+/// use.
 #[doc(hidden)]
 pub static FILTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(AUTO);
 
@@ -113,54 +111,6 @@ static SCRATCH: Mutex<Option<ScratchMap>> = Mutex::new(None);
 
 /// Launches the sampling kernel (with `exact_only`, its variant without the
 /// approximate-noise filter) over all rows, `MAXR` rows per launch.
-/// Tokens per block for the filtered kernels: rows × blocks per row about
-/// one wave of resident blocks (the per-block table load and the block's
-/// last, ragged step are paid once per block), in whole steps of the
-/// kernel (256 threads × 4 tokens × 4 or 2 groups).
-fn chunk_for(
-    dev: &CudaDevice,
-    name: &str,
-    filter: u32,
-    rows: usize,
-    vocab: usize,
-) -> Result<usize> {
-    use candle_core::cuda::cudarc::driver::sys;
-    use candle_core::cuda::WrapErr;
-    type Key = (candle_core::cuda::DeviceId, String);
-    static SLOTS: Mutex<Option<HashMap<Key, usize>>> = Mutex::new(None);
-    let key = (dev.id(), name.to_string());
-    let cached = SLOTS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(HashMap::new)
-        .get(&key)
-        .copied();
-    let slots = match cached {
-        Some(v) => v,
-        None => {
-            let func = dev.get_or_load_custom_func(name, GUMBEL_SAMPLE.0, GUMBEL_SAMPLE.1)?;
-            let per_sm = func
-                .occupancy_max_active_blocks_per_multiprocessor(256, 0, None)
-                .w()? as usize;
-            let sms = dev
-                .cuda_stream()
-                .context()
-                .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-                .w()? as usize;
-            let v = (per_sm * sms).max(1);
-            SLOTS
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert_with(HashMap::new)
-                .insert(key, v);
-            v
-        }
-    };
-    let step = 256 * 4 * if matches!(filter, 2 | 4) { 2 } else { 4 };
-    let per_row = (slots / rows.max(1)).max(1);
-    Ok(vocab.div_ceil(per_row).div_ceil(step).max(1) * step)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn launch_main(
     g: &GumbelSampler,
@@ -180,26 +130,20 @@ fn launch_main(
 ) -> Result<()> {
     let filter = match FILTER.load(std::sync::atomic::Ordering::Relaxed) {
         AUTO => DEFAULT_FILTER,
-        v => v.min(4),
+        v => v.min(3),
     };
     let name = match (exact_only, filter) {
         (true, _) => format!("gumbel_exact_{t}"),
         (false, 0) => format!("gumbel_{t}"),
         (false, 1) => format!("gumbel_tab2_{t}"),
         (false, 2) => format!("gumbel_tab2p2_{t}"),
-        (false, 3) => format!("gumbel_tab2p4_{t}"),
-        (false, _) => format!("gumbel_tab2p2o_{t}"),
+        (false, _) => format!("gumbel_tab2p4_{t}"),
     };
     let tab = upload(dev, &crate::sample::bound::bucket_table())?;
     let tab = dptr(dev, &*tab, 0);
     let mut args = GumbelArgs::new(g.seed);
     for r0 in (0..batch).step_by(MAXR) {
         let rows = (batch - r0).min(MAXR);
-        let chunk = if exact_only || filter == 0 {
-            CHUNK
-        } else {
-            chunk_for(dev, &name, filter, rows, vocab)?
-        };
         args.pos[..rows].copy_from_slice(&positions[r0..r0 + rows]);
         let pt = if thresholds {
             dptr(dev, &sc.thresholds, r0)
@@ -210,7 +154,7 @@ fn launch_main(
             dev,
             GUMBEL_SAMPLE,
             name,
-            cfg((vocab.div_ceil(chunk) as u32, rows as u32), 256, 0),
+            cfg((vocab.div_ceil(CHUNK) as u32, rows as u32), 256, 0),
             x + (r0 * vocab * eb) as u64,
             pt,
             dptr(dev, &sc.keys, r0),
@@ -218,7 +162,7 @@ fn launch_main(
             tokens + (r0 * 4) as u64,
             scores + (r0 * 4) as u64,
             vocab as u32,
-            chunk as u32,
+            CHUNK as u32,
             g.stream,
             g.inv_temperature(),
             vec,
