@@ -100,9 +100,9 @@ mod gpu {
             #[cfg(feature = "cuda")]
             for (dtype, k, variant) in [
                 (DType::BF16, 10u32, 0u32),
-                (DType::BF16, 10, 4),
+                (DType::BF16, 10, 5),
                 (DType::F32, 14, 0),
-                (DType::F32, 14, 4),
+                (DType::F32, 14, 6),
             ] {
                 wb_kernels::cuda::hadamard::EPT_SHIFT
                     .store(variant, std::sync::atomic::Ordering::Relaxed);
@@ -124,8 +124,13 @@ mod gpu {
                 temperature: 0.8,
                 top_k: None,
             };
-            for _ in 0..3 {
-                let _ = s.sample(&x, &positions).unwrap();
+            #[cfg(feature = "cuda")]
+            for filter in [0, wb_kernels::cuda::gumbel_sample::AUTO] {
+                wb_kernels::cuda::gumbel_sample::FILTER
+                    .store(filter, std::sync::atomic::Ordering::Relaxed);
+                for _ in 0..2 {
+                    let _ = s.sample(&x, &positions).unwrap();
+                }
             }
             dev.synchronize().unwrap();
             return;
@@ -181,7 +186,7 @@ mod gpu {
                     // Tuning variants of the power-of-two kernel (CUDA only).
                     #[cfg(feature = "cuda")]
                     let shifts: &[u32] = if m == 1 {
-                        &[wb_kernels::cuda::hadamard::AUTO, 0, 1, 2, 3, 4]
+                        &[wb_kernels::cuda::hadamard::AUTO, 0, 1, 2, 3, 4, 5, 6, 7]
                     } else {
                         &[wb_kernels::cuda::hadamard::AUTO]
                     };
@@ -283,30 +288,54 @@ mod gpu {
                     top_k,
                 };
                 let bytes = (batch * vocab * dtype.size_in_bytes()) as f64;
-                let t = time(&dev, || {
-                    let _ = s.sample(&x, &positions).unwrap();
-                });
                 let k = top_k.map_or("null".into(), |k| k.to_string());
-                line(
-                    "gumbel_sample",
-                    &format!(
-                        "\"dtype\":\"{dtype:?}\",\"batch\":{batch},\"vocab\":{vocab},\"top_k\":{k}"
-                    ),
-                    bytes,
-                    t,
-                    copy,
-                );
+                // The CUDA kernel's filters (auto = the default), whole call
+                // and kernel alone.
                 #[cfg(feature = "cuda")]
-                if top_k.is_none() {
-                    let ms =
-                        wb_kernels::sample::cuda_main_kernel_ms(&s, &x, &positions, 50).unwrap();
+                let filters: &[u32] = if top_k.is_none() {
+                    let a = wb_kernels::cuda::gumbel_sample::AUTO;
+                    &[a, 0, 1, 2, 3, a]
+                } else {
+                    &[wb_kernels::cuda::gumbel_sample::AUTO]
+                };
+                #[cfg(not(feature = "cuda"))]
+                let filters: &[u32] = &[u32::MAX];
+                for &filter in filters {
+                    #[cfg(feature = "cuda")]
+                    wb_kernels::cuda::gumbel_sample::FILTER
+                        .store(filter, std::sync::atomic::Ordering::Relaxed);
+                    let f = if filter == u32::MAX {
+                        "\"auto\"".to_string()
+                    } else {
+                        filter.to_string()
+                    };
+                    let t = time(&dev, || {
+                        let _ = s.sample(&x, &positions).unwrap();
+                    });
                     line(
-                        "gumbel_sample_kernel_only",
-                        &format!("\"dtype\":\"{dtype:?}\",\"batch\":{batch},\"vocab\":{vocab},\"timing\":\"cuda events\""),
+                        "gumbel_sample",
+                        &format!(
+                            "\"dtype\":\"{dtype:?}\",\"batch\":{batch},\"vocab\":{vocab},\"top_k\":{k},\"filter\":{f}"
+                        ),
                         bytes,
-                        ms * 1e-3,
+                        t,
                         copy,
                     );
+                    #[cfg(feature = "cuda")]
+                    if top_k.is_none() {
+                        let ms = wb_kernels::sample::cuda_main_kernel_ms(&s, &x, &positions, 50)
+                            .unwrap();
+                        line(
+                            "gumbel_sample_kernel_only",
+                            &format!("\"dtype\":\"{dtype:?}\",\"batch\":{batch},\"vocab\":{vocab},\"filter\":{f},\"timing\":\"cuda events\""),
+                            bytes,
+                            ms * 1e-3,
+                            copy,
+                        );
+                    }
+                }
+                #[cfg(feature = "cuda")]
+                if top_k.is_none() {
                     let t = time(&dev, || {
                         let _ = s.sample_cuda_exact_only(&x, &positions).unwrap();
                     });

@@ -6,6 +6,8 @@
 #
 #   bash run_h100.sh [DIR]   DIR holds what build.sh packed (default: this
 #                            script's folder)
+# WB_PARITY_FILTER (a test name filter) and WB_BENCH_ARGS (e.g. `--only
+# hadamard`) narrow a run while tuning; the final run uses neither.
 set -uo pipefail
 DIR=${1:-$(cd "$(dirname "$0")" && pwd)}
 OUT=${OUT:-$PWD/gpu-out}
@@ -29,15 +31,15 @@ export LD_LIBRARY_PATH="$LIBS:${LD_LIBRARY_PATH:-}"
 for b in gpu_parity gpu_bench; do ldd "./$b" | grep -E "not found|cuda|cublas|curand|nvrtc" ; done 2>&1 | sort -u | tee "$OUT/ldd.txt"
 status=0
 echo "== parity tests" | tee "$OUT/parity.log"
-timeout 300 ./gpu_parity --test-threads=1 --nocapture 2>&1 | tee -a "$OUT/parity.log" || status=1
+timeout 300 ./gpu_parity ${WB_PARITY_FILTER:-} --test-threads=1 --nocapture 2>&1 | tee -a "$OUT/parity.log" || status=1
 echo "== benchmark" | tee "$OUT/bench.log"
-timeout 240 ./gpu_bench 2>&1 | tee -a "$OUT/bench.log" || status=1
+timeout 240 ./gpu_bench ${WB_BENCH_ARGS:-} 2>&1 | tee -a "$OUT/bench.log" || status=1
 if [ -n "${WB_NCU:-}" ] && command -v ncu >/dev/null; then
-    # Base (shuffle) and transpose Hadamard kernels, and the sampling kernel:
+    # Base (shuffle) and staged Hadamard kernels, and the sampling kernel:
     # throughput sections, then the warp stall reasons.
-    K='regex:^(hadamard_(bf16_bf16_10|t_bf16_10|f32_f32_14|t_f32_14)|gumbel_f32)$'
+    K='regex:^(hadamard_(bf16_bf16_10|s2_bf16_10|f32_f32_14|s3_f32_14)|gumbel_(tab2p4_)?f32)$'
     echo "== ncu" | tee "$OUT/ncu.log"
-    timeout 150 ncu --kernel-name "$K" --launch-count 15 \
+    timeout 150 ncu --kernel-name "$K" --launch-count 16 \
         --section SpeedOfLight --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis \
         --section MemoryWorkloadAnalysis ./gpu_bench --profile 2>&1 | grep -vE "^==PROF==|^\s*$" >> "$OUT/ncu.log" || true
     echo "== ncu stalls" >> "$OUT/ncu.log"
@@ -45,7 +47,7 @@ if [ -n "${WB_NCU:-}" ] && command -v ncu >/dev/null; then
     for r in no_instruction long_scoreboard short_scoreboard mio_throttle barrier math_pipe_throttle lg_throttle wait not_selected selected dispatch_stall branch_resolving; do
         M="$M,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio"
     done
-    timeout 120 ncu --kernel-name "$K" --launch-count 15 --metrics "$M" \
+    timeout 120 ncu --kernel-name "$K" --launch-count 16 --metrics "$M" \
         ./gpu_bench --profile 2>&1 | grep -vE "^==PROF==|^\s*$" >> "$OUT/ncu.log" || true
 fi
 echo "== pytorch peer" | tee -a "$OUT/bench.log"

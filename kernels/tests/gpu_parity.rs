@@ -133,10 +133,10 @@ fn hadamard_matches_cpu() {
                 let want = host(&hadamard(&xc, &op).unwrap());
                 let xg = xc.to_device(&dev).unwrap();
                 // The CUDA kernels' variants (more elements per thread, the
-                // pipelined kernel) too.
+                // pipelined, transpose and staged kernels) too.
                 #[cfg(feature = "cuda")]
                 let shifts: &[u32] = if m == 1 && k >= 8 {
-                    &[0, 1, 2, 3, 4]
+                    &[0, 1, 2, 3, 4, 5, 6, 7]
                 } else {
                     &[0]
                 };
@@ -384,34 +384,44 @@ fn gumbel_tokens_are_bit_identical() {
                     .to_dtype(dtype)
                     .unwrap();
                 let want = s.sample(&xc, &positions).unwrap();
-                poison(&dev);
-                let got = s.sample(&xc.to_device(&dev).unwrap(), &positions).unwrap();
-                let what = format!("[{batch}, {vocab}] {dtype:?} {s:?}");
-                let tw: Vec<u32> = want.tokens.to_vec1().unwrap();
-                let tg: Vec<u32> = got
-                    .tokens
-                    .to_device(&Device::Cpu)
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap();
-                assert_eq!(tg, tw, "{what}: tokens");
-                let sw: Vec<u32> = want
-                    .scores
-                    .to_vec1::<f32>()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect();
-                let sg: Vec<u32> = got
-                    .scores
-                    .to_device(&Device::Cpu)
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect();
-                assert_eq!(sg, sw, "{what}: scores");
+                // Every filter of the CUDA kernel (the default last).
+                #[cfg(feature = "cuda")]
+                let filters: &[u32] = &[0, 1, 2, 3, wb_kernels::cuda::gumbel_sample::AUTO];
+                #[cfg(not(feature = "cuda"))]
+                let filters: &[u32] = &[u32::MAX];
+                for &filter in filters {
+                    #[cfg(feature = "cuda")]
+                    wb_kernels::cuda::gumbel_sample::FILTER
+                        .store(filter, std::sync::atomic::Ordering::Relaxed);
+                    poison(&dev);
+                    let got = s.sample(&xc.to_device(&dev).unwrap(), &positions).unwrap();
+                    let what = format!("[{batch}, {vocab}] {dtype:?} {s:?} filter {filter}");
+                    let tw: Vec<u32> = want.tokens.to_vec1().unwrap();
+                    let tg: Vec<u32> = got
+                        .tokens
+                        .to_device(&Device::Cpu)
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap();
+                    assert_eq!(tg, tw, "{what}: tokens");
+                    let sw: Vec<u32> = want
+                        .scores
+                        .to_vec1::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect();
+                    let sg: Vec<u32> = got
+                        .scores
+                        .to_device(&Device::Cpu)
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect();
+                    assert_eq!(sg, sw, "{what}: scores");
+                }
                 #[cfg(feature = "cuda")]
                 {
                     let exact = s
@@ -423,7 +433,11 @@ fn gumbel_tokens_are_bit_identical() {
                         .unwrap()
                         .to_vec1()
                         .unwrap();
-                    assert_eq!(te, tw, "{what}: exact-only kernel");
+                    let tw: Vec<u32> = want.tokens.to_vec1().unwrap();
+                    assert_eq!(
+                        te, tw,
+                        "[{batch}, {vocab}] {dtype:?} {s:?}: exact-only kernel"
+                    );
                 }
             }
         }
@@ -445,6 +459,84 @@ fn gumbel_filter_margin_holds_for_every_input() {
     );
     // The filter trusts every approximation, so none may be non-finite.
     assert_eq!(untrusted, 0, "{untrusted} non-finite approximations");
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn gumbel_bucket_bounds_hold_for_every_input() {
+    let Device::Cuda(dev) = gpu() else {
+        unreachable!()
+    };
+    let (violations, slack) = wb_kernels::sample::cuda_table_check(&dev).unwrap();
+    eprintln!(
+        "bucket bounds: {violations} of 2^32 inputs outside their bucket's bounds; smallest slack {slack:e}"
+    );
+    // The coarse filters skip a token when its upper bound is below another
+    // token's lower bound, so every input's exact noise must lie within its
+    // bucket's bounds.
+    assert_eq!(
+        violations, 0,
+        "{violations} inputs outside their bucket bounds"
+    );
+    assert!(slack > 0.0, "smallest slack {slack}");
+}
+
+/// The staged kernels loop over row groups within persistent blocks (one
+/// group is 1–8 rows); with more rows than resident blocks that loop runs
+/// several times, and the row count leaves the last group partial.
+#[cfg(feature = "cuda")]
+#[test]
+fn hadamard_staged_loops_over_rows() {
+    let dev = gpu();
+    let mut rng = Rng(6);
+    for (k, dtype, tol, rows) in [
+        (10u32, DType::F32, 1e-5, 8191),
+        (12, DType::F32, 1e-5, 2047),
+        (14, DType::F32, 1e-5, 601),
+        (10, DType::BF16, 1e-2, 8191),
+        (11, DType::BF16, 1e-2, 4095),
+        (13, DType::BF16, 1e-2, 1023),
+        (14, DType::BF16, 1e-2, 601),
+    ] {
+        let p = plan(1, k);
+        let n = p.n();
+        let x = rng.vec(rows * n);
+        let signs: Vec<f32> = (0..n)
+            .map(|_| if rng.below(2) == 0 { 1.0 } else { -1.0 })
+            .collect();
+        for dir in [Direction::Forward, Direction::Transposed] {
+            let op = HadamardOp::new(p.clone(), dir).with_signs(&signs).unwrap();
+            let xc = Tensor::from_slice(&x, (rows, n), &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let want = host(&hadamard(&xc, &op).unwrap());
+            let xg = xc.to_device(&dev).unwrap();
+            for variant in [5u32, 6, 7] {
+                wb_kernels::cuda::hadamard::EPT_SHIFT
+                    .store(variant, std::sync::atomic::Ordering::Relaxed);
+                poison(&dev);
+                let got = hadamard(&xg, &op);
+                let xi = xg.copy().unwrap();
+                let inplace = hadamard_inplace(&xi, &op);
+                wb_kernels::cuda::hadamard::EPT_SHIFT.store(
+                    wb_kernels::cuda::hadamard::AUTO,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                let e = rel_err(&host(&got.unwrap()), &want);
+                assert!(
+                    e < tol,
+                    "n={n} {dtype:?} {dir:?} variant {variant}: rel err {e}"
+                );
+                inplace.unwrap();
+                let e = rel_err(&host(&xi), &want);
+                assert!(
+                    e < tol,
+                    "in place n={n} {dtype:?} {dir:?} variant {variant}: rel err {e}"
+                );
+            }
+        }
+    }
 }
 
 /// The pipelined kernel loops over rows within persistent blocks; with more

@@ -17,6 +17,26 @@
 // candidate may still be the warp's best compute an exact score (usually one
 // per warp). Skipping never changes the winner.
 //
+// Before that, the `gumbel_tab2*` kernels filter by bounds of G per bucket
+// of the Philox bits x (src/sample/bound.rs; G is increasing in x, and the
+// bounds are checked against the exact G for all 2^32 inputs by
+// `gumbel_table_check`): fma(l, 1/T, bound) bounds the exact score on each
+// side (fma is monotone in its addend). Each step a thread holds 16 (or 8)
+// tokens in registers. Pass 1 takes the best lower bound over the warp's
+// tokens, the previous steps' and, through shared memory without barriers,
+// the other warps' of the block: the lower bound of some kept token's exact
+// score. Pass 2 keeps only the tokens whose upper bound reaches it and the
+// thread's own candidate's lower bound, rarely more than one per warp and
+// step, so the slow path above (approximate noise,
+// candidate bounds, exact scores for near-ties) runs rarely and the common
+// path is Philox plus two table loads and fmas per token. A dropped token
+// scores strictly below a kept one (the one with the warp's best lower
+// bound is always kept), so it cannot win. A per-thread filter (skip a
+// token whose upper bound is below the thread's candidate) did not work:
+// a warp runs the slow path whenever any lane does, and with 64 tokens a
+// thread some lane nearly always does (H100: 73.5 → 69 instructions a
+// token, no faster).
+//
 // One launch per call (up to MAXR rows): positions and the Philox round keys
 // come as kernel parameters, and the last block of each row (a ticket per
 // row) writes the token and its exact score and resets the row's key and
@@ -223,15 +243,157 @@ __device__ __forceinline__ void consider(Cand& c, float l, unsigned i, unsigned 
     c = resolve(c, l, i, bits, inv_t);
 }
 
+// The bucket of Philox bits x in the bound table (src/sample/bound.rs): the
+// top 10 bits; the top 8 of those buckets (x ≥ 0xfe000000: v = 1 − u <
+// 2^−7, where the winners' noise is and where G = −ln(−ln u) ≈ −ln v
+// changes fast) split again by the next 10 bits (1024 + that).
+__device__ __forceinline__ unsigned bucket(unsigned x) {
+    return x >= 0xfe000000u ? 1024u + ((x >> 15) & 1023u) : x >> 22;
+}
+constexpr int BUCKETS = 2048;
+
+// The two-pass filter (FILTER > 0; see the file comment) over the thread's
+// tokens of [start, end): G groups of four tokens a step; with PREFETCH the
+// next step's logits are loaded before this step's work. Loads the bucket
+// table into tab_hi / tab_lo after the first loads are on their way (every
+// thread of the block must call it). thr: the top-k threshold, NaN if none.
+template <typename T, int G, bool PREFETCH>
+__device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsigned start, unsigned end, bool vec,
+                                         float thr, unsigned long long pos, unsigned stream, float inv_t,
+                                         const float* __restrict__ tab, float* tab_hi, float* tab_lo,
+                                         const GumbelArgs& args) {
+    const unsigned step = G * blockDim.x;
+    float next[G][4];
+    auto load = [&](unsigned q, float (&l)[G][4]) {
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            const unsigned qg = q + g * blockDim.x;
+            if (4 * qg < end) {
+                load4(lr, 4 * qg, end, vec, l[g]);
+            } else {
+#pragma unroll
+                for (int w = 0; w < 4; ++w) l[g][w] = __int_as_float(0x7fc00000);
+            }
+        }
+    };
+    unsigned q = start / 4 + threadIdx.x;
+    load(q, next);
+    for (int k = threadIdx.x; k < BUCKETS; k += blockDim.x) {
+        tab_hi[k] = tab[2 * k];
+        tab_lo[k] = tab[2 * k + 1];
+    }
+    // The block's best lower bound so far (ordered key), shared by the warps
+    // without barriers: whatever value a warp reads is the lower bound of a
+    // token that its owner kept, or better.
+    __shared__ unsigned block_key;
+    if (threadIdx.x == 0) block_key = ordered(-INFINITY);
+    __syncthreads();
+    float wlb = -INFINITY;
+    // The warp loops while any lane has tokens (lanes past the end hold
+    // NaN), so that the reduction below runs converged on the full warp.
+    for (;; q += step) {
+        const bool live = 4 * q < end;
+        if (!__any_sync(0xffffffffu, live)) break;
+        float l[G][4];
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+#pragma unroll
+            for (int w = 0; w < 4; ++w) l[g][w] = next[g][w];
+        }
+        if (!live) {
+#pragma unroll
+            for (int g = 0; g < G; ++g) {
+#pragma unroll
+                for (int w = 0; w < 4; ++w) l[g][w] = __int_as_float(0x7fc00000);
+            }
+        }
+        if constexpr (PREFETCH) {
+            if (4 * (q + step) < end) load(q + step, next);
+        }
+        // Tokens that can never be candidates (NaN logits, padding, below
+        // the top-k threshold) become NaN: no bound of theirs counts.
+        if (!isnan(thr)) {
+#pragma unroll
+            for (int g = 0; g < G; ++g) {
+#pragma unroll
+                for (int w = 0; w < 4; ++w) l[g][w] = l[g][w] >= thr ? l[g][w] : __int_as_float(0x7fc00000);
+            }
+        }
+        unsigned bits[G][4];
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            const unsigned qg = q + g * blockDim.x;
+            const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), qg, stream), args);
+            bits[g][0] = r.x, bits[g][1] = r.y, bits[g][2] = r.z, bits[g][3] = r.w;
+        }
+        // Pass 1: the best lower bound of an exact score in the warp (each
+        // is the score of a token that pass 2 keeps).
+        float m = -INFINITY;
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+#pragma unroll
+            for (int w = 0; w < 4; ++w) m = fmaxf(m, __fmaf_rn(l[g][w], inv_t, tab_lo[bucket(bits[g][w])]));
+        }
+        unsigned key = __reduce_max_sync(0xffffffffu, ordered(m));
+        unsigned seen = 0;
+        if ((threadIdx.x & 31) == 0) seen = atomicMax(&block_key, key);
+        key = max(key, __shfl_sync(0xffffffffu, seen, 0));
+        wlb = fmaxf(wlb, __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key));
+        // The thread's own candidate's lower bound counts too (NaN: none).
+        const float bar = fmaxf(wlb, c.lb);
+        // Pass 2: only tokens whose upper bound reaches it can win.
+        unsigned keep = 0;
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+#pragma unroll
+            for (int w = 0; w < 4; ++w) {
+                // The bucket again, hidden from common-subexpression
+                // elimination: kept from pass 1, the 16 indices spilled.
+                unsigned x = bits[g][w];
+                asm volatile("" : "+r"(x));
+                if (__fmaf_rn(l[g][w], inv_t, tab_hi[bucket(x)]) >= bar) keep |= 1u << (4 * g + w);
+            }
+        }
+        // The rare kept tokens: logits and bits again (from L1/L2 and
+        // Philox), so that the registers of the step's tokens are free after
+        // pass 2 (kept live, they spilled at the 64-register cap).
+        if (keep != 0) {
+#pragma unroll 1
+            for (int g = 0; g < G; ++g) {
+                if (((keep >> (4 * g)) & 15u) == 0) continue;
+                const unsigned qg = q + g * blockDim.x;
+                float lk[4];
+                load4(lr, 4 * qg, end, vec, lk);
+                const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), qg, stream), args);
+                const unsigned bk[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+                for (int w = 0; w < 4; ++w) {
+                    if (keep & (1u << (4 * g + w))) consider<false>(c, lk[w], 4 * qg + w, bk[w], inv_t);
+                }
+            }
+        }
+        if constexpr (!PREFETCH) {
+            if (4 * (q + step) < end) load(q + step, next);
+        }
+    }
+}
+
 // One block: tokens [start, start + chunk) of row blockIdx.y (relative to the
 // launch's first row); the winner goes into keys[row] by atomicMax of
 // (ordered score, ~token); the row's last block writes token and score.
-template <typename T, bool EXACT_ONLY>
+// FILTER: 0 none beyond the approximate noise; 1, 2, 3 the two-pass filter
+// on the bucket bounds (see the file comment) with 16 tokens a thread and
+// step, 8 with the next step's logits loaded ahead, 16 likewise.
+template <typename T, bool EXACT_ONLY, int FILTER = 0>
 __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const float* __restrict__ thresholds,
                                             unsigned long long* __restrict__ keys, unsigned* __restrict__ tickets,
                                             unsigned* __restrict__ tokens, float* __restrict__ scores, unsigned vocab,
                                             unsigned chunk, unsigned stream, float inv_t, int vec,
-                                            const GumbelArgs& args) {
+                                            const float* __restrict__ tab, const GumbelArgs& args) {
+    // Upper and lower bounds of the noise per bucket of bits >> 22 (apart,
+    // so that pass 2's loads are not merged into pass 1's and kept live).
+    __shared__ float tab_hi[FILTER > 0 ? BUCKETS : 1];
+    __shared__ float tab_lo[FILTER > 0 ? BUCKETS : 1];
     const unsigned row = blockIdx.y;
     const unsigned start = blockIdx.x * chunk;
     const unsigned end = min(start + chunk, vocab);
@@ -242,6 +404,11 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
     // Four groups of four tokens per step, loads first so that they overlap.
     constexpr int G = 4;
     const unsigned q0 = start / 4 + threadIdx.x;
+    if constexpr (FILTER > 0 && !EXACT_ONLY) {
+        constexpr int G2 = FILTER == 2 ? 2 : 4;
+        two_pass<T, G2, FILTER != 1>(c, lr, start, end, vec != 0, thresholds != nullptr ? thr : NAN, pos, stream,
+                                     inv_t, tab, tab_hi, tab_lo, args);
+    } else
     for (unsigned q = q0; 4 * q < end; q += G * blockDim.x) {
         float l[G][4];
 #pragma unroll
@@ -254,6 +421,7 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
                 for (int w = 0; w < 4; ++w) l[g][w] = __int_as_float(0x7fc00000);
             }
         }
+        {
 #pragma unroll
         for (int g = 0; g < G; ++g) {
             const unsigned qg = q + g * blockDim.x;
@@ -267,6 +435,7 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
                 if (!(l[g][w] >= thr)) continue;
                 consider<EXACT_ONLY>(c, l[g][w], 4 * qg + w, bits[w], inv_t);
             }
+        }
         }
     }
     // Lanes whose candidate may still be the warp's best get its exact score.
@@ -379,21 +548,21 @@ __device__ __forceinline__ void topk_threshold(const T* __restrict__ logits, flo
 
 }  // namespace
 
+#define GUMBEL_K(T, NAME, PRE, EXACT, FILTER, BOUNDS)                                                      \
+    extern "C" __global__ void BOUNDS PRE##NAME(const T* logits, const float* thresholds,                     \
+                                                unsigned long long* keys, unsigned* tickets, unsigned* tokens, \
+                                                float* scores, unsigned vocab, unsigned chunk,                 \
+                                                unsigned stream, float inv_t, int vec, const float* tab,       \
+                                                const GumbelArgs args) {                                       \
+        gumbel_main<T, EXACT, FILTER>(logits, thresholds, keys, tickets, tokens, scores, vocab, chunk, stream, \
+                                      inv_t, vec, tab, args);                                                  \
+    }
 #define GUMBEL(T, NAME)                                                                                       \
-    extern "C" __global__ void __launch_bounds__(256, 4)                                                      \
-        gumbel_##NAME(const T* logits, const float* thresholds, unsigned long long* keys, unsigned* tickets,  \
-                      unsigned* tokens, float* scores, unsigned vocab, unsigned chunk, unsigned stream,        \
-                      float inv_t, int vec, const GumbelArgs args) {                                          \
-        gumbel_main<T, false>(logits, thresholds, keys, tickets, tokens, scores, vocab, chunk, stream, inv_t, \
-                              vec, args);                                                                     \
-    }                                                                                                         \
-    extern "C" __global__ void __launch_bounds__(256)                                                         \
-        gumbel_exact_##NAME(const T* logits, const float* thresholds, unsigned long long* keys,              \
-                            unsigned* tickets, unsigned* tokens, float* scores, unsigned vocab,              \
-                            unsigned chunk, unsigned stream, float inv_t, int vec, const GumbelArgs args) {   \
-        gumbel_main<T, true>(logits, thresholds, keys, tickets, tokens, scores, vocab, chunk, stream, inv_t,  \
-                             vec, args);                                                                      \
-    }                                                                                                         \
+    GUMBEL_K(T, NAME, gumbel_, false, 0, __launch_bounds__(256, 4))                                          \
+    GUMBEL_K(T, NAME, gumbel_tab2_, false, 1, __launch_bounds__(256, 4))                                     \
+    GUMBEL_K(T, NAME, gumbel_tab2p2_, false, 2, __launch_bounds__(256, 4))                                   \
+    GUMBEL_K(T, NAME, gumbel_tab2p4_, false, 3, __launch_bounds__(256, 4))                                   \
+    GUMBEL_K(T, NAME, gumbel_exact_, true, 0, __launch_bounds__(256))                                        \
     extern "C" __global__ void __launch_bounds__(1024)                                                        \
         topk_threshold_##NAME(const T* logits, float* thresholds, unsigned vocab, unsigned k) {               \
         topk_threshold<T>(logits, thresholds, vocab, k);                                                      \
@@ -427,6 +596,36 @@ extern "C" __global__ void gumbel_margin_check(unsigned long long x0, unsigned l
     if ((threadIdx.x & 31) == 0) {
         atomicMax(out, __float_as_uint(worst));
         atomicAdd(out + 1, untrusted);
+    }
+}
+
+// Exhaustive check of the bucket table over x in [x0, x0 + count): the
+// number of inputs whose exact G lies outside its bucket's bounds
+// (tab[2b + 1] ≤ G ≤ tab[2b], b = bucket(x); must be none) into out[0], and
+// the smallest distance to a bound over all of them into out[1] (as bits
+// of a non-negative float, by atomicMin; 0 if violated).
+extern "C" __global__ void gumbel_table_check(const float* tab, unsigned long long x0, unsigned long long count,
+                                              unsigned* out) {
+    unsigned bad = 0;
+    float slack = INFINITY;
+    for (unsigned long long k = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; k < count;
+         k += (unsigned long long)gridDim.x * blockDim.x) {
+        const unsigned x = (unsigned)(x0 + k);
+        const float g = gumbel_exact(x), hi = tab[2 * bucket(x)], lo = tab[2 * bucket(x) + 1];
+        if (!(lo <= g && g <= hi)) {
+            ++bad;
+            slack = 0.0f;
+        } else {
+            slack = fminf(slack, fminf(hi - g, g - lo));
+        }
+    }
+    for (int off = 16; off > 0; off >>= 1) {
+        slack = fminf(slack, __shfl_down_sync(0xffffffffu, slack, off));
+        bad += __shfl_down_sync(0xffffffffu, bad, off);
+    }
+    if ((threadIdx.x & 31) == 0) {
+        atomicAdd(out, bad);
+        atomicMin(out + 1, __float_as_uint(slack));
     }
 }
 

@@ -9,13 +9,32 @@ use candle_core::op::BackpropOp;
 use candle_core::{CudaDevice, CudaStorage, Layout, Result, Storage, Tensor};
 
 use super::hadamard::dtype_name;
-use super::{alloc, cfg, dptr, launch, storage_ptr, GUMBEL_SAMPLE};
+use super::{alloc, cfg, dptr, launch, storage_ptr, upload, GUMBEL_SAMPLE};
 use crate::philox::{W0, W1};
 use crate::sample::GumbelSampler;
 
 /// Tokens per block: 256 threads × 4 tokens × 16 steps; a batch of 64 rows of
 /// 128k tokens makes 512 blocks, one wave at four blocks per multiprocessor.
 const CHUNK: usize = 16384;
+
+/// The filter of the sampling kernel, for benchmarks and parity tests: 0
+/// the approximate noise alone (`gumbel_*`); 1, 2, 3 the two-pass filter on
+/// the bucket bounds first (`gumbel_tab2_*`: 16 tokens a thread and step;
+/// `gumbel_tab2p2_*`: 8, the next step's logits loaded ahead;
+/// `gumbel_tab2p4_*`: 16, likewise); see `gumbel_sample.cu`. Not for normal
+/// use.
+#[doc(hidden)]
+pub static FILTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(AUTO);
+
+/// [`FILTER`]'s default: [`DEFAULT_FILTER`].
+#[doc(hidden)]
+pub const AUTO: u32 = u32::MAX;
+
+/// The filter used by default, from H100 measurements (kernels/gpu/README.md):
+/// the two-pass filter with 16 tokens a step loaded ahead, 23.7 µs a kernel
+/// against 31.5 for the approximate noise alone ([64, 131072] f32; filters
+/// 1 and 2 within 0.3 µs of it).
+const DEFAULT_FILTER: u32 = 3;
 
 /// Rows per launch: their positions travel as kernel parameters (`MAXR` in
 /// `gumbel_sample.cu`).
@@ -109,11 +128,19 @@ fn launch_main(
     positions: &[u64],
     exact_only: bool,
 ) -> Result<()> {
-    let name = if exact_only {
-        format!("gumbel_exact_{t}")
-    } else {
-        format!("gumbel_{t}")
+    let filter = match FILTER.load(std::sync::atomic::Ordering::Relaxed) {
+        AUTO => DEFAULT_FILTER,
+        v => v.min(3),
     };
+    let name = match (exact_only, filter) {
+        (true, _) => format!("gumbel_exact_{t}"),
+        (false, 0) => format!("gumbel_{t}"),
+        (false, 1) => format!("gumbel_tab2_{t}"),
+        (false, 2) => format!("gumbel_tab2p2_{t}"),
+        (false, _) => format!("gumbel_tab2p4_{t}"),
+    };
+    let tab = upload(dev, &crate::sample::bound::bucket_table())?;
+    let tab = dptr(dev, &*tab, 0);
     let mut args = GumbelArgs::new(g.seed);
     for r0 in (0..batch).step_by(MAXR) {
         let rows = (batch - r0).min(MAXR);
@@ -139,6 +166,7 @@ fn launch_main(
             g.stream,
             g.inv_temperature(),
             vec,
+            tab,
             args
         );
     }
@@ -231,6 +259,29 @@ pub fn margin_check(dev: &CudaDevice) -> Result<(f32, u64)> {
     );
     let host = dev.clone_dtoh(&out)?;
     Ok((f32::from_bits(host[0]), u64::from(host[1])))
+}
+
+/// Runs the exhaustive check of the bucket bounds on `dev`: (inputs whose
+/// exact noise lies outside its bucket's bounds, smallest distance to a
+/// bound) over all 2^32 inputs.
+pub fn table_check(dev: &CudaDevice) -> Result<(u64, f32)> {
+    let tab = upload(dev, &crate::sample::bound::bucket_table())?;
+    let mut out = dev.alloc_zeros::<u32>(2)?;
+    dev.memcpy_htod(&[0u32, f32::INFINITY.to_bits()], &mut out)?;
+    let po = dptr(dev, &out, 0);
+    let count: u64 = 1 << 32;
+    launch!(
+        dev,
+        GUMBEL_SAMPLE,
+        "gumbel_table_check",
+        cfg((132 * 16, 1), 256, 0),
+        dptr(dev, &*tab, 0),
+        0u64,
+        count,
+        po
+    );
+    let host = dev.clone_dtoh(&out)?;
+    Ok((u64::from(host[0]), f32::from_bits(host[1])))
 }
 
 /// Device time of the sampling kernel alone, in ms per launch: CUDA events

@@ -20,7 +20,7 @@
 // mix_<out>: the m×m mix for m > 1, on the f32 butterfly output: output chunk
 // a = scale · Σ_b M[b][a] · chunk b, with M = Bᵀ (forward) or B (transposed),
 // given row-major m × m8 (columns padded to a multiple of 8 with zeros).
-#include "fwht_t.cuh"
+#include "fwht_s.cuh"
 
 using namespace wb;
 
@@ -235,6 +235,33 @@ FWHTP(__nv_bfloat16, bf16, 12)
 FWHTP(__nv_bfloat16, bf16, 13)
 FWHTP(__nv_bfloat16, bf16, 14)
 FWHTP(__nv_bfloat16, bf16, 15)
+
+// The staged transpose kernel (fwht_s.cuh): persistent blocks, rows copied
+// into shared memory S − 1 row groups ahead. Same conventions as fwht_rows
+// (signs on load or store, scale on store, in place safe: a row's copy
+// completes before its stores).
+#define FWHTS(T, NT, S, L)                                                                  \
+    extern "C" __global__ void __launch_bounds__(FwhtS<T, L, S>::BLOCK, FwhtS<T, L, S>::MINB) \
+        hadamard_s##S##_##NT##_##L(const T* x, T* y, const float* signs, long long rows,     \
+                                   float scale, int signs_after, int chunks) {             \
+        fwht_rows_staged<T, L, S>(x, y, signs, rows, scale, signs_after);                   \
+    }
+#define FWHTS_S(T, NT, S) \
+    FWHTS(T, NT, S, 10)   \
+    FWHTS(T, NT, S, 11)   \
+    FWHTS(T, NT, S, 12)   \
+    FWHTS(T, NT, S, 13)
+FWHTS_S(float, f32, 2)
+FWHTS_S(float, f32, 3)
+FWHTS_S(float, f32, 4)
+FWHTS(float, f32, 2, 14)
+FWHTS(float, f32, 3, 14)
+FWHTS_S(__nv_bfloat16, bf16, 2)
+FWHTS_S(__nv_bfloat16, bf16, 3)
+FWHTS_S(__nv_bfloat16, bf16, 4)
+FWHTS(__nv_bfloat16, bf16, 2, 14)
+FWHTS(__nv_bfloat16, bf16, 3, 14)
+FWHTS(__nv_bfloat16, bf16, 4, 14)
 
 // Tuning variants: EXTRA doublings of the elements per thread (see
 // EPT_SHIFT in hadamard.rs).

@@ -36,6 +36,81 @@ pub(crate) fn fwht_t_shape(log_n: u32) -> (usize, usize, usize) {
     (rpb, rpb * tpr, rpb * n * 4)
 }
 
+/// The staged kernels' launch shape (`FwhtS` in `fwht_s.cuh`): 32 elements
+/// per thread, 256 threads per block or one row; shared memory for `stages`
+/// padded row stages (and, for 16-bit rows, one f32 working buffer).
+pub(crate) fn fwht_s_shape(log_n: u32, elem_bytes: usize, stages: usize) -> (usize, usize, usize) {
+    let n = 1usize << log_n;
+    let tpr = n / 32;
+    let rpb = if tpr >= 256 { 1 } else { 256 / tpr };
+    let ns = n + n / 32;
+    let work = if elem_bytes == 4 {
+        0
+    } else {
+        rpb * (n + n / 8 + n / 32) * 4
+    };
+    (rpb, rpb * tpr, stages * rpb * ns * elem_bytes + work)
+}
+
+/// Whether `hadamard_s<stages>_<dtype>_<log_n>` exists (hadamard.cu).
+fn staged_exists(dtype: DType, log_n: u32, stages: usize) -> bool {
+    match dtype {
+        DType::F32 => {
+            (10..=13).contains(&log_n) && (2..=4).contains(&stages)
+                || log_n == 14 && (2..=3).contains(&stages)
+        }
+        DType::BF16 => (10..=14).contains(&log_n) && (2..=4).contains(&stages),
+        _ => false,
+    }
+}
+
+/// Blocks of `name` resident per multiprocessor times the multiprocessors:
+/// the persistent grid (cached per device and kernel).
+fn persistent_grid(dev: &CudaDevice, name: &str, block: usize, smem: usize) -> Result<usize> {
+    use candle_core::cuda::cudarc::driver::sys;
+    use candle_core::cuda::WrapErr;
+    type Key = (candle_core::cuda::DeviceId, String);
+    static CACHE: std::sync::Mutex<Option<std::collections::HashMap<Key, usize>>> =
+        std::sync::Mutex::new(None);
+    let key = (dev.id(), name.to_string());
+    if let Some(&g) = CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(Default::default)
+        .get(&key)
+    {
+        return Ok(g);
+    }
+    let func = dev.get_or_load_custom_func(name, HADAMARD.0, HADAMARD.1)?;
+    if smem > 48 * 1024 {
+        func.set_attribute(
+            sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            smem as i32,
+        )
+        .w()?;
+    }
+    let per_sm = func
+        .occupancy_max_active_blocks_per_multiprocessor(block as u32, smem, None)
+        .w()? as usize;
+    let sms = dev
+        .cuda_stream()
+        .context()
+        .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        .w()? as usize;
+    if per_sm == 0 {
+        bail!(
+            "hadamard: {name} cannot be resident ({block} threads, {smem} bytes of shared memory)"
+        );
+    }
+    let g = per_sm * sms;
+    CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(Default::default)
+        .insert(key, g);
+    Ok(g)
+}
+
 /// The per-element vector width of the butterfly kernels (elements).
 pub(crate) fn fwht_vec(log_n: u32, elem_bytes: usize) -> usize {
     1 << log_n.min(if elem_bytes == 4 { 2 } else { 3 })
@@ -72,7 +147,10 @@ fn device_arrays(op: &HadamardOp, dev: &CudaDevice) -> Result<(u64, u64)> {
 /// base kernel; 1 or 2 extra doublings of the elements per thread (f32→f32
 /// and bf16→bf16, n = 2^8 .. 2^15); 3 the software-pipelined kernel; 4 the
 /// shared-memory transpose kernel (`fwht_t.cuh`; same dtype in and out,
-/// n = 2^10 .. 2^15). Where a variant does not apply the base kernel runs.
+/// n = 2^10 .. 2^15); 5, 6, 7 the staged transpose kernel with 2, 3, 4
+/// stages (`fwht_s.cuh`; f32 or bf16 in and out, n = 2^10 .. 2^14 where the
+/// stages fit in shared memory). Where a variant does not apply the base
+/// kernel runs.
 /// Not for normal use.
 #[doc(hidden)]
 pub static EPT_SHIFT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(AUTO);
@@ -82,10 +160,21 @@ pub static EPT_SHIFT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU3
 pub const AUTO: u32 = u32::MAX;
 
 /// The variant used by default, from H100 measurements (notes in
-/// `kernels/gpu/README.md`): one extra doubling for bf16 rows of 512
-/// (0.81 of copy bandwidth instead of 0.68); the base kernel elsewhere.
+/// `kernels/gpu/README.md`, in place, fractions of copy bandwidth): one
+/// extra doubling for bf16 rows of 512 (0.81 instead of 0.68); the staged
+/// kernel for bf16 rows of 2^10 .. 2^13 with two stages (0.88–0.90 instead
+/// of 0.68–0.74) and 2^14 with four (0.83 instead of 0.66), and for f32
+/// rows of 2^14 with three (0.92 instead of 0.77); the base kernel
+/// elsewhere (f32 2^10 .. 2^13: 0.94–0.98 against the staged kernel's
+/// 0.92–0.93).
 fn default_variant(dtype: DType, log_s: u32) -> u32 {
-    u32::from(dtype == DType::BF16 && log_s == 9)
+    match (dtype, log_s) {
+        (DType::BF16, 9) => 1,
+        (DType::BF16, 10..=13) => 5,
+        (DType::BF16, 14) => 7,
+        (DType::F32, 14) => 6,
+        _ => 0,
+    }
 }
 
 /// Transforms `rows` rows at device address `x` (dtype `dtype`) into `y`
@@ -116,7 +205,7 @@ pub(crate) fn run(
     if m == 1 {
         let shift = match EPT_SHIFT.load(std::sync::atomic::Ordering::Relaxed) {
             AUTO => default_variant(dtype, log_s),
-            v => v.min(4),
+            v => v.min(7),
         };
         let same = dtype == out && matches!(dtype, DType::F32 | DType::BF16);
         let pipelined = shift == 3
@@ -127,7 +216,14 @@ pub(crate) fn run(
             };
         let variant = (1..=2).contains(&shift) && same && (8..=15).contains(&log_s);
         let transpose = shift == 4 && dtype == out && (10..=15).contains(&log_s);
-        let (name, block, smem, grid) = if transpose {
+        let stages = shift.saturating_sub(3) as usize;
+        let staged = shift >= 5 && dtype == out && staged_exists(dtype, log_s, stages);
+        let (name, block, smem, grid) = if staged {
+            let (rpb, block, smem) = fwht_s_shape(log_s, in_bytes, stages);
+            let name = format!("hadamard_s{stages}_{tin}_{log_s}");
+            let grid = persistent_grid(dev, &name, block, smem)?.min(rows.div_ceil(rpb));
+            (name, block, smem, grid)
+        } else if transpose {
             let (rpb, block, smem) = fwht_t_shape(log_s);
             (
                 format!("hadamard_t_{tin}_{log_s}"),

@@ -8,7 +8,7 @@
 
 pub(crate) mod channel_stats;
 pub(crate) mod gemm;
-pub(crate) mod gumbel_sample;
+pub mod gumbel_sample;
 pub mod hadamard;
 pub(crate) mod rotate_quantize;
 

@@ -17,6 +17,7 @@
 //! well defined without an order among equal logits. The threshold is found
 //! on the logits before the temperature, which does not change the order.
 
+pub mod bound;
 mod cpu;
 pub mod noise;
 #[cfg(test)]
@@ -152,6 +153,14 @@ pub fn cuda_main_kernel_ms(
         bail!("cuda_main_kernel_ms: logits are not on a CUDA device");
     };
     crate::cuda::gumbel_sample::main_kernel_ms(s, st, layout, batch, vocab, positions, iters)
+}
+
+/// The exhaustive check of the CUDA sampler's bucket bounds ([`bound`]):
+/// (inputs whose exact noise lies outside its bucket's bounds, smallest
+/// distance to a bound) over all 2^32 inputs.
+#[cfg(feature = "cuda")]
+pub fn cuda_table_check(dev: &candle_core::CudaDevice) -> Result<(u64, f32)> {
+    crate::cuda::gumbel_sample::table_check(dev)
 }
 
 /// The exhaustive check of the CUDA filter's premise (see
