@@ -21,7 +21,8 @@ pub struct CachedModel {
     /// The draft tree fed after `fed[0]` by the last [`tree_logits`](Self::tree_logits)
     /// call, until the next call keeps its path along the new sequence.
     tail: Vec<TailNode>,
-    /// The logits after `fed[0]`'s last token computed with the tail.
+    /// The logits after `fed[0]`'s last token computed with the tail (empty
+    /// when the last call was not a tree call).
     tail_root: Vec<f32>,
     /// Forward passes run (a verification pass counts once, batched or not).
     pub calls: u64,
@@ -137,7 +138,7 @@ impl CachedModel {
     /// Keeps, of a draft tree fed after `fed[0]`, the path that `sequence`
     /// continues with (the accepted drafts), and drops every other node.
     fn keep_tree_path(&mut self, sequence: &[u32]) -> Result<()> {
-        if self.tail.is_empty() {
+        if self.tail_root.is_empty() {
             return Ok(());
         }
         let prefix = self.fed[0].len();
@@ -240,9 +241,6 @@ impl CachedModel {
                 row: row.clone(),
             })
             .collect();
-        if self.tail.is_empty() {
-            self.tail_root.clear();
-        }
         Ok((linear, rows))
     }
 

@@ -20,6 +20,8 @@
 //!   applied identically to p and q.
 //! - [`lossless`]: the sequence-level chi-square test over continuations.
 //! - [`speedup`]: the speedup model for a drafter cost ratio c.
+//! - [`tree`]: full draft trees (K children at every level), drafted one
+//!   level per drafter pass and verified in one target pass with a tree mask.
 
 pub mod cached;
 pub mod decode;
@@ -27,3 +29,4 @@ pub mod drafter;
 pub mod lossless;
 pub mod sampling;
 pub mod speedup;
+pub mod tree;
