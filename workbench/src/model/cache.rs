@@ -30,6 +30,11 @@ impl KvCache {
         self.len == 0
     }
 
+    /// The keys and values of `layer`, if any are cached.
+    pub fn layer(&self, layer: usize) -> Option<(&Tensor, &Tensor)> {
+        self.layers.get(layer)?.as_ref().map(|(k, v)| (k, v))
+    }
+
     /// Appends new keys and values for `layer` and returns all of them so far.
     /// The position count advances when the last layer appends.
     pub fn append(&mut self, layer: usize, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
