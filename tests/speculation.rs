@@ -538,9 +538,7 @@ fn causal_rows(model: &Model, tokens: &[u32]) -> (Vec<Vec<f32>>, KvCache) {
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
 }
 
 /// Largest difference relative to `b`'s largest magnitude: f32 rounding of
@@ -601,15 +599,16 @@ fn a_tree_forward_gives_every_node_its_paths_logits_and_keeps_a_path_as_plain_ca
         }
     }
     eprintln!("tree forward against path forwards: max |Δ logit| / max |logit| = {worst:e}");
-    assert!(worst < 1e-5, "tree and path logits differ by {worst} (relative)");
+    assert!(
+        worst < 1e-5,
+        "tree and path logits differ by {worst} (relative)"
+    );
     // A malformed tree is an error, not a panic.
     let (_, mut cache) = causal_rows(&model, &PROMPT);
     assert!(model
         .forward_tree(&[5, 6], &[Some(1), None], 4, &mut cache)
         .is_err());
-    assert!(model
-        .forward_tree(&[5], &[None], 3, &mut cache)
-        .is_err());
+    assert!(model.forward_tree(&[5], &[None], 3, &mut cache).is_err());
 }
 
 #[test]
@@ -709,7 +708,10 @@ fn gumbel_trees_reproduce_plain_sampling_and_gamma_zero_trees_are_plain() {
                 };
                 let calls = drafter.calls();
                 let g = speculative(&mut target, drafter.as_mut(), &PROMPT, 40, settings).unwrap();
-                let what = format!("{} γ {gamma} K {k} budget {budget} {shaping:?}", drafter.name());
+                let what = format!(
+                    "{} γ {gamma} K {k} budget {budget} {shaping:?}",
+                    drafter.name()
+                );
                 assert_eq!(g.tokens, expected, "{what}");
                 let accepted = g.verified.iter().filter(|v| v.accepted).count() as u64;
                 assert_eq!(g.target_calls, 40 - accepted, "{what}");
@@ -720,7 +722,10 @@ fn gumbel_trees_reproduce_plain_sampling_and_gamma_zero_trees_are_plain() {
                         "{what}"
                     );
                     // The budget bounds the nodes: K-ary part plus one chain.
-                    assert!(g.drafted <= (budget + gamma) as u64 * g.target_calls, "{what}");
+                    assert!(
+                        g.drafted <= (budget + gamma) as u64 * g.target_calls,
+                        "{what}"
+                    );
                 }
             }
         }
@@ -768,7 +773,10 @@ fn tree_rounds_keep_target_and_drafter_caches_consistent() {
                 .logits(&sequence, sequence.len() - 1)
                 .unwrap();
             let d = max_diff(&a[0], &b[0]);
-            assert!(d < 1e-3, "{rule:?} {name}: cached and fresh logits differ by {d}");
+            assert!(
+                d < 1e-3,
+                "{rule:?} {name}: cached and fresh logits differ by {d}"
+            );
         }
         // One target pass per round (the last may have nothing to verify),
         // one drafter pass per level.
@@ -813,7 +821,64 @@ fn lossless_rules_on_full_trees_emit_the_targets_continuations() {
         let t = test(&counts, &exact);
         eprintln!("{name} full tree: {t:?}");
         assert!(t.dof >= 10, "{name}: only {} degrees of freedom", t.dof);
-        assert!(t.p_value > 1e-3, "{name} full tree: chi-square p = {}", t.p_value);
+        assert!(
+            t.p_value > 1e-3,
+            "{name} full tree: chi-square p = {}",
+            t.p_value
+        );
     }
 }
 
+#[test]
+fn the_study_compares_full_trees_with_chains_and_rejects_bad_shapes() {
+    let Some((dir, data)) = common::with_stories260k("speculation-tree") else {
+        return;
+    };
+    let base = "kind = \"speculation\"\nseed = 3\n\
+         drafters = [\"w8\", \"ngram2\"]\nrules = [\"gumbel\", \"specinfer\", \"standard\"]\n\
+         gammas = [3]\ntemperatures = [1.0]\nbranches = [1, 2]\nprompt_length = 6\ntokens = 16\n\
+         [model]\ncheckpoint = \"stories260K\"\n[data]\nsequences = 2\nlength = 32\n";
+    let config = base.replace("branches =", "trees = [\"chains\", \"full\"]\nbranches =");
+    let out = common::run_config(dir.path(), &data, "tree", &config);
+    let text = std::fs::read_to_string(out.join("tables/speculation_runs.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    // Per drafter: standard K = 1, gumbel and specinfer at K = 1 (chains only: a
+    // one-child tree is the chain) and at K = 2 as chains and as a full tree.
+    assert_eq!(rows.len(), 2 * (1 + 2 * 3));
+    let full: Vec<&Vec<&str>> = rows.iter().filter(|r| r[col("tree")] == "full").collect();
+    assert_eq!(full.len(), 2 * 2);
+    for r in &full {
+        assert_eq!(r[col("branches")], "2");
+        assert!(r[col("tokens_per_call")].parse::<f64>().unwrap() >= 1.0);
+        if r[col("rule")] == "gumbel" {
+            assert_eq!(r[col("matches_plain")], "1.0", "{r:?}");
+        }
+    }
+    let timing = std::fs::read_to_string(out.join("tables/speculation_timing.csv")).unwrap();
+    assert!(timing
+        .lines()
+        .next()
+        .unwrap()
+        .contains("target_seconds_per_call"));
+    // Bad shapes and budgets name the file and the key.
+    let bad = dir.path().join("bad_tree.toml");
+    let text = base.replace(
+        "branches =",
+        "trees = [\"chains\", \"bush\"]\ntree_nodes = 0\nbranches =",
+    ) + "[lossless]\ndrafter = \"w8\"\nrules = [\"gumbel\"]\ntree = \"forest\"\n";
+    std::fs::write(&bad, text).unwrap();
+    let err = common::rejected_config(&data, &bad);
+    for fragment in [
+        "bad_tree.toml:",
+        "key `trees[1]`",
+        "unknown tree shape `bush`; expected one of chains, full",
+        "key `tree_nodes`",
+        "key `lossless.tree`",
+        "unknown tree shape `forest`",
+    ] {
+        assert!(err.contains(fragment), "expected `{fragment}` in:\n{err}");
+    }
+}

@@ -88,7 +88,10 @@ impl KvCache {
     /// as if it had been fed as a plain sequence.
     pub fn keep_path(&mut self, prefix: usize, path: &[usize]) -> Result<()> {
         let nodes = self.len.checked_sub(prefix).with_context(|| {
-            format!("a prefix of {prefix} positions in a cache holding {}", self.len)
+            format!(
+                "a prefix of {prefix} positions in a cache holding {}",
+                self.len
+            )
         })?;
         if let Some(&bad) = path.iter().find(|&&n| n >= nodes) {
             bail!("tree node {bad} of a cache holding {nodes} nodes after the prefix");

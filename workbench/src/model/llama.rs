@@ -211,9 +211,10 @@ impl Model {
         cache: &mut KvCache,
     ) -> Result<Tensor> {
         let len = tokens.len();
-        let earlier = parents.len().checked_sub(len).with_context(|| {
-            format!("{len} tree nodes but only {} parents", parents.len())
-        })?;
+        let earlier = parents
+            .len()
+            .checked_sub(len)
+            .with_context(|| format!("{len} tree nodes but only {} parents", parents.len()))?;
         if cache.len() != prefix + earlier {
             anyhow::bail!(
                 "the cache holds {} positions, not the prefix {prefix} and {earlier} tree nodes",

@@ -5,11 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use super::cached::CachedModel;
 use super::drafter::{Draft, DraftDraw, Drafter};
-use super::tree::{DraftTree, Shape, TreeSpec};
 use super::sampling::{
     argmax, draft_stream, sample_weights, uniform, Shaping, STREAM_ACCEPT, STREAM_RESIDUAL,
     STREAM_TARGET,
 };
+use super::tree::{DraftTree, Shape, TreeSpec};
 use crate::primitives::acceptance::exact;
 
 /// Acceptance rules for real generation.
@@ -535,8 +535,12 @@ fn tree_round(
         DraftTree::new()
     };
     out.drafted += tree.len() as u64;
-    let (root, rows) =
-        target.tree_logits(sequence, sequence.len() - 1, &tree.tokens(), &tree.parents())?;
+    let (root, rows) = target.tree_logits(
+        sequence,
+        sequence.len() - 1,
+        &tree.tokens(),
+        &tree.parents(),
+    )?;
     let mut at: Option<usize> = None;
     let mut row = &root[0];
     let mut depth = 0;

@@ -20,8 +20,8 @@ use crate::model::{hf, llama2c};
 use crate::speculative::cached::CachedModel;
 use crate::speculative::decode::{plain, speculative, Settings, SpecRule, DEFAULT_TREE_NODES};
 use crate::speculative::drafter::{Drafter, ModelDrafter, NgramDrafter};
-use crate::speculative::tree::Shape;
 use crate::speculative::lossless::{likely_continuations, test, ContinuationTest};
+use crate::speculative::tree::Shape;
 use crate::studies::eval::plan::EvalPlan;
 
 /// One prompt's run at one draft length.
