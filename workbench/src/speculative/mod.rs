@@ -1,13 +1,13 @@
 //! Speculative decoding with real models: a drafter proposes γ tokens (or K
-//! branches of γ tokens), the target verifies them in one multi-token pass, an
-//! acceptance rule keeps a prefix, and both KV caches roll back past the first
-//! rejection.
+//! branches of γ tokens, or a tree of K children per node and γ levels), the
+//! target verifies them in one multi-token pass, an acceptance rule keeps a
+//! prefix, and both KV caches roll back past the first rejection.
 //!
 //! Randomness is keyed, never sequential: every draw is Philox keyed by
 //! (seed, absolute position, token id, stream), so a run is a pure function of
 //! its inputs and the `gumbel` rule's target draw at position t is exactly the
 //! draw plain seeded sampling ([`decode::plain`]) makes at t — whatever the
-//! drafter, γ or number of branches.
+//! drafter, γ, number of branches or tree shape.
 //!
 //! - [`cached`]: a model with its KV cache, fed a growing token sequence and
 //!   rolled back to the longest prefix it has already seen; several branches

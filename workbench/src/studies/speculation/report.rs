@@ -25,6 +25,15 @@ fn shapes(runs: &Table) -> Vec<String> {
         .unwrap_or_else(|_| vec!["chains".into(); runs.floats("gamma").map_or(0, |g| g.len())])
 }
 
+/// The full tree's row (`i` = 0) or the chains' (`i` = 1) of a pair.
+fn pick(pair: &(usize, usize), i: usize) -> usize {
+    if i == 0 {
+        pair.0
+    } else {
+        pair.1
+    }
+}
+
 /// Full trees against chains of the same drafter, rule, temperature,
 /// filters, K and γ: tokens per target call and target seconds per call.
 fn trees_vs_chains(runs: &Table, timing: Option<&Table>) -> Result<Vec<String>> {
@@ -65,18 +74,32 @@ fn trees_vs_chains(runs: &Table, timing: Option<&Table>) -> Result<Vec<String>> 
             (a.min(r), b.max(r))
         });
     let mut line = format!(
-        "Full trees against root-branching chains (same drafter, rule, temperature, K and γ; {} pairs):          tokens per target call × {mean:.3} on average (from × {lo:.3} to × {hi:.3}).",
+        "Full trees against root-branching chains (same drafter, rule, temperature, K and γ; \
+         {} pairs): tokens per target call × {mean:.3} on average (from × {lo:.3} to × {hi:.3}).",
         pairs.len()
     );
     // Per-pass cost, where the timing table has both rows (timing rows follow
     // the runs table's order).
     if let Some(t) = timing {
-        if let Ok(per) = t.floats("target_seconds_per_call") {
+        if let (Ok(per), Ok(plain)) = (
+            t.floats("target_seconds_per_call"),
+            t.floats("plain_seconds_per_call"),
+        ) {
             if per.len() == tree.len() {
-                let r: Vec<f64> = pairs.iter().map(|&(f, c)| per[f] / per[c]).collect();
+                // Each pass against a plain decode step of the same unit, so that
+                // load drifting between units cancels.
+                let mean = |i: usize| {
+                    pairs
+                        .iter()
+                        .map(|p| per[pick(p, i)] / plain[pick(p, i)])
+                        .sum::<f64>()
+                        / pairs.len() as f64
+                };
                 line += &format!(
-                    " Seconds per target pass × {:.3} on average (measured on this machine).",
-                    r.iter().sum::<f64>() / r.len() as f64
+                    " A target pass cost {:.2} plain decode steps with full trees and {:.2} \
+                     with chains on average (measured on this machine).",
+                    mean(0),
+                    mean(1)
                 );
             }
         }
