@@ -617,14 +617,16 @@ fn cached_tree_logits_reuse_the_tree_and_keep_the_accepted_path() {
     let mut cached = CachedModel::new(model.clone());
     // The prompt's last token uncached: it is fed as a chain before the tree.
     cached.logits(&PROMPT[..3], 2).unwrap();
-    let (root, rows) = cached
+    let first = cached
         .tree_logits(&PROMPT, 3, &TREE_TOKENS[..3], &TREE_PARENTS[..3])
         .unwrap();
+    let (root, rows) = (first.sequence, first.nodes);
     // Growing the same tree feeds only the new nodes (one more pass).
     let calls = cached.calls;
-    let (root2, rows2) = cached
+    let grown = cached
         .tree_logits(&PROMPT, 3, &TREE_TOKENS, &TREE_PARENTS)
         .unwrap();
+    let (root2, rows2) = (grown.sequence, grown.nodes);
     assert_eq!(cached.calls, calls + 1);
     assert_eq!(cached.cached(), 4 + TREE_TOKENS.len());
     assert_eq!(root, root2);

@@ -180,7 +180,7 @@ impl CachedModel {
         from: usize,
         tokens: &[u32],
         parents: &[Option<usize>],
-    ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    ) -> Result<TreeLogits> {
         anyhow::ensure!(from < sequence.len(), "no position to predict");
         anyhow::ensure!(tokens.len() == parents.len(), "one parent per tree node");
         let grows = self.fed.len() == 1
@@ -241,13 +241,25 @@ impl CachedModel {
                 row: row.clone(),
             })
             .collect();
-        Ok((linear, rows))
+        Ok(TreeLogits {
+            sequence: linear,
+            nodes: rows,
+        })
     }
 
     /// Positions held in the cache.
     pub fn cached(&self) -> usize {
         self.cache.len()
     }
+}
+
+/// What [`CachedModel::tree_logits`] returns.
+pub struct TreeLogits {
+    /// The rows after each of `sequence[from..]` (the last predicts the
+    /// tree's first level).
+    pub sequence: Vec<Vec<f32>>,
+    /// One row per tree node, after it.
+    pub nodes: Vec<Vec<f32>>,
 }
 
 /// A draft tree node held in the cache after the linear sequence.

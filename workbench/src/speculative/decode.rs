@@ -535,12 +535,13 @@ fn tree_round(
         DraftTree::new()
     };
     out.drafted += tree.len() as u64;
-    let (root, rows) = target.tree_logits(
+    let logits = target.tree_logits(
         sequence,
         sequence.len() - 1,
         &tree.tokens(),
         &tree.parents(),
     )?;
+    let (root, rows) = (logits.sequence, logits.nodes);
     let mut at: Option<usize> = None;
     let mut row = &root[0];
     let mut depth = 0;

@@ -124,12 +124,13 @@ impl Drafter for ModelDrafter {
             if frontier.is_empty() {
                 break;
             }
-            let (root, rows) = self.model.tree_logits(
+            let logits = self.model.tree_logits(
                 context,
                 context.len() - 1,
                 &tree.tokens(),
                 &tree.parents(),
             )?;
+            let (root, rows) = (logits.sequence, logits.nodes);
             let position = (context.len() + depth) as u64;
             let counts = spec.expansion(frontier.len(), tree.len());
             let mut next = Vec::new();
