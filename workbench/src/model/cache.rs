@@ -1,7 +1,7 @@
 //! The key/value cache of a decoder, which speculative decoding rolls back when
 //! the target rejects drafted tokens.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 
 /// Keys and values of every layer, shape `[batch, kv_heads, positions, head_dim]`.
@@ -28,6 +28,11 @@ impl KvCache {
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The keys and values of `layer`, if any are cached.
+    pub fn layer(&self, layer: usize) -> Option<(&Tensor, &Tensor)> {
+        self.layers.get(layer)?.as_ref().map(|(k, v)| (k, v))
     }
 
     /// Appends new keys and values for `layer` and returns all of them so far.
@@ -73,6 +78,39 @@ impl KvCache {
                 *slot = Some((k.narrow(0, row, 1)?, v.narrow(0, row, 1)?));
             }
         }
+        Ok(())
+    }
+
+    /// Keeps the first `prefix` positions and then the tree nodes at `path`
+    /// (indices among the positions after the prefix, in order), dropping every
+    /// other node: the accepted path of a draft tree fed by
+    /// [`Model::forward_tree`](super::llama::Model::forward_tree) stays cached
+    /// as if it had been fed as a plain sequence.
+    pub fn keep_path(&mut self, prefix: usize, path: &[usize]) -> Result<()> {
+        let nodes = self.len.checked_sub(prefix).with_context(|| {
+            format!(
+                "a prefix of {prefix} positions in a cache holding {}",
+                self.len
+            )
+        })?;
+        if let Some(&bad) = path.iter().find(|&&n| n >= nodes) {
+            bail!("tree node {bad} of a cache holding {nodes} nodes after the prefix");
+        }
+        let keep = prefix + path.len();
+        if path.iter().enumerate().all(|(i, &n)| n == i) {
+            // The path is already in place: keeping it is a rollback.
+            return self.rollback(self.len - keep);
+        }
+        let indices: Vec<u32> = (0..prefix as u32)
+            .chain(path.iter().map(|&n| (prefix + n) as u32))
+            .collect();
+        for slot in self.layers.iter_mut() {
+            if let Some((k, v)) = slot.take() {
+                let at = Tensor::new(indices.as_slice(), k.device())?;
+                *slot = Some((k.index_select(&at, 2)?, v.index_select(&at, 2)?));
+            }
+        }
+        self.len = keep;
         Ok(())
     }
 

@@ -179,8 +179,10 @@ impl Model {
             .index_select(&tokens.flatten_all()?, 0)?
             .reshape((batch, len, self.config.dim))?;
         let mask = causal_mask(len, start, x.device())?;
+        let cos = self.cos.narrow(0, start, len)?;
+        let sin = self.sin.narrow(0, start, len)?;
         for (l, block) in self.blocks.iter().enumerate() {
-            x = self.block(l, block, &x, start, mask.as_ref(), cache, observer)?;
+            x = self.block(l, block, &x, (&cos, &sin), mask.as_ref(), cache, observer)?;
             if let Some(o) = observer {
                 o.residual(l, &x)?;
             }
@@ -189,13 +191,80 @@ impl Model {
         self.head.forward(&x, observer)
     }
 
+    /// Logits `[1, tokens, vocab]` for the nodes of a token tree fed as one
+    /// row after the cache (a verification pass over a draft tree).
+    ///
+    /// The cache holds `prefix` positions of a linear sequence followed by
+    /// `parents.len() - tokens.len()` tree nodes fed earlier; `tokens` are the
+    /// next tree nodes. `parents[i]` is node i's parent among the tree nodes
+    /// (cached ones first, then `tokens`; a parent comes before its child), or
+    /// `None` for a child of the prefix's last token. Node i sits at position
+    /// `prefix + depth(i)` for RoPE and attends to the prefix, its ancestors
+    /// and itself, so its logits are those of a causal forward over the
+    /// prefix followed by its root-to-node path. The nodes' keys and values
+    /// are appended to the cache; [`KvCache::keep_path`] later keeps one path.
+    pub fn forward_tree(
+        &self,
+        tokens: &[u32],
+        parents: &[Option<usize>],
+        prefix: usize,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let len = tokens.len();
+        let earlier = parents
+            .len()
+            .checked_sub(len)
+            .with_context(|| format!("{len} tree nodes but only {} parents", parents.len()))?;
+        if cache.len() != prefix + earlier {
+            anyhow::bail!(
+                "the cache holds {} positions, not the prefix {prefix} and {earlier} tree nodes",
+                cache.len()
+            );
+        }
+        let mut depth = Vec::with_capacity(parents.len());
+        for (i, parent) in parents.iter().enumerate() {
+            depth.push(match *parent {
+                None => 0,
+                Some(p) if p < i => depth[p] + 1,
+                Some(p) => anyhow::bail!("tree node {i} has parent {p}, not an earlier node"),
+            });
+        }
+        let deepest = depth.iter().max().map_or(0, |d| d + 1);
+        if prefix + deepest > self.config.max_seq_len {
+            anyhow::bail!(
+                "tree positions up to {} exceed the model's max_seq_len {}",
+                prefix + deepest,
+                self.config.max_seq_len
+            );
+        }
+        let device = self.embedding.device();
+        let ids = Tensor::new(tokens, device)?;
+        let mut x = self
+            .embedding
+            .index_select(&ids, 0)?
+            .reshape((1, len, self.config.dim))?;
+        let positions: Vec<u32> = depth[earlier..]
+            .iter()
+            .map(|d| (prefix + d) as u32)
+            .collect();
+        let positions = Tensor::new(positions.as_slice(), device)?;
+        let cos = self.cos.index_select(&positions, 0)?;
+        let sin = self.sin.index_select(&positions, 0)?;
+        let mask = tree_mask(parents, earlier, prefix, device)?;
+        for (l, block) in self.blocks.iter().enumerate() {
+            x = self.block(l, block, &x, (&cos, &sin), Some(&mask), cache, None)?;
+        }
+        let x = self.rms_norm(&x, &self.norm)?;
+        self.head.forward(&x, None)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn block(
         &self,
         layer: usize,
         b: &Block,
         x: &Tensor,
-        start: usize,
+        (cos, sin): (&Tensor, &Tensor),
         mask: Option<&Tensor>,
         cache: &mut KvCache,
         observer: Option<&dyn Observer>,
@@ -215,9 +284,7 @@ impl Model {
             q = self.rms_norm(&q, qn)?;
             k = self.rms_norm(&k, kn)?;
         }
-        let cos = self.cos.narrow(0, start, len)?;
-        let sin = self.sin.narrow(0, start, len)?;
-        let (q, k) = (self.rope(&q, &cos, &sin)?, self.rope(&k, &cos, &sin)?);
+        let (q, k) = (self.rope(&q, cos, sin)?, self.rope(&k, cos, sin)?);
         let (q, k, v) = match &self.kv_quant {
             Some(kv) => kv.apply(q, k, v)?,
             None => (q, k, v),
@@ -327,6 +394,29 @@ fn causal_mask(len: usize, start: usize, device: &Device) -> Result<Option<Tenso
         })
         .collect();
     Ok(Some(Tensor::from_vec(values, (len, total), device)?))
+}
+
+/// Additive mask `[new, prefix + nodes]` of the tree nodes from `earlier` on:
+/// node i sees the prefix, its ancestors and itself.
+fn tree_mask(
+    parents: &[Option<usize>],
+    earlier: usize,
+    prefix: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let nodes = parents.len();
+    let total = prefix + nodes;
+    let mut values = vec![f32::NEG_INFINITY; (nodes - earlier) * total];
+    for (row, i) in (earlier..nodes).enumerate() {
+        let line = &mut values[row * total..(row + 1) * total];
+        line[..prefix].fill(0.0);
+        let mut node = Some(i);
+        while let Some(n) = node {
+            line[prefix + n] = 0.0;
+            node = parents[n];
+        }
+    }
+    Ok(Tensor::from_vec(values, (nodes - earlier, total), device)?)
 }
 
 /// cos and sin of position × frequency, `[max_seq_len, head_dim / 2]`, with

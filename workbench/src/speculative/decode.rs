@@ -9,6 +9,7 @@ use super::sampling::{
     argmax, draft_stream, sample_weights, uniform, Shaping, STREAM_ACCEPT, STREAM_RESIDUAL,
     STREAM_TARGET,
 };
+use super::tree::{DraftTree, Shape, TreeSpec};
 use crate::primitives::acceptance::exact;
 
 /// Acceptance rules for real generation.
@@ -89,6 +90,9 @@ pub const TYPICAL_EPSILON: f64 = 0.09;
 /// See [`TYPICAL_EPSILON`].
 pub const TYPICAL_DELTA: f64 = 0.3;
 
+/// A full tree's default node budget.
+pub const DEFAULT_TREE_NODES: usize = 64;
+
 /// What one speculative run is asked to do.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
@@ -105,8 +109,14 @@ pub struct Settings {
     /// Acceptance rule.
     pub rule: SpecRule,
     /// Draft branches K: K chains of γ tokens sharing the committed prefix
-    /// (a tree branching at its root), verified in one batched pass.
+    /// (a tree branching at its root), verified in one batched pass; or, with
+    /// `shape` full, K children at every node.
     pub branches: usize,
+    /// How the K branches are arranged: chains that split at the root, or a
+    /// full tree (see [`super::tree`]).
+    pub shape: Shape,
+    /// A full tree's node budget (see [`super::tree`]).
+    pub tree_nodes: usize,
     /// The typical rule's ε.
     pub typical_epsilon: f64,
     /// The typical rule's δ.
@@ -124,6 +134,8 @@ impl Settings {
             seed,
             rule,
             branches: 1,
+            shape: Shape::Chains,
+            tree_nodes: DEFAULT_TREE_NODES,
             typical_epsilon: TYPICAL_EPSILON,
             typical_delta: TYPICAL_DELTA,
         }
@@ -387,6 +399,10 @@ pub fn speculative(
         let remaining = count - (sequence.len() - prompt.len());
         // Never draft past the end: all accepted plus the bonus token fit.
         let gamma = settings.gamma.min(remaining - 1);
+        if settings.shape == Shape::Full {
+            tree_round(target, drafter, &mut sequence, gamma, &settings, &mut out)?;
+            continue;
+        }
         let mut chains: Vec<Vec<Draft>> = Vec::new();
         if gamma > 0 {
             for branch in 0..settings.branches {
@@ -477,4 +493,91 @@ pub fn speculative(
     out.target_calls = target.calls - calls_before.0;
     out.draft_calls = drafter.calls() - calls_before.1;
     Ok(out)
+}
+
+/// One round with a full draft tree: the drafter grows the tree level by
+/// level, the target scores every node in one pass, and verification walks
+/// down from the root: at each node its children are verified against the
+/// target's row there (one child: the single-draft rule; several: the
+/// multi-draft rule of [`verify_roots`]), the walk descends into the kept
+/// child, a rejection emits the replacement, and a path accepted to its end
+/// earns the bonus token.
+fn tree_round(
+    target: &mut CachedModel,
+    drafter: &mut dyn Drafter,
+    sequence: &mut Vec<u32>,
+    gamma: usize,
+    settings: &Settings,
+    out: &mut Generation,
+) -> Result<()> {
+    let shaping = settings.shaping();
+    let seed = settings.seed;
+    let gumbel = settings.rule == SpecRule::Gumbel;
+    let tree = if gamma > 0 {
+        let spec = TreeSpec {
+            depth: gamma,
+            children: settings.branches,
+            max_nodes: settings.tree_nodes,
+        };
+        let draw = DraftDraw {
+            shaping,
+            seed,
+            stream: if gumbel {
+                STREAM_TARGET
+            } else {
+                draft_stream(0)
+            },
+            branch: 0,
+            distinct: gumbel,
+        };
+        drafter.propose_tree(sequence, spec, draw)?
+    } else {
+        DraftTree::new()
+    };
+    out.drafted += tree.len() as u64;
+    let logits = target.tree_logits(
+        sequence,
+        sequence.len() - 1,
+        &tree.tokens(),
+        &tree.parents(),
+    )?;
+    let (root, rows) = (logits.sequence, logits.nodes);
+    let mut at: Option<usize> = None;
+    let mut row = &root[0];
+    let mut depth = 0;
+    loop {
+        let position = sequence.len() as u64;
+        let draws = tree.draws(at);
+        if draws.is_empty() {
+            // Every draft on the path accepted (or none drafted): the bonus token.
+            sequence.push(shaping.sample(row, seed, position, STREAM_TARGET));
+            return Ok(());
+        }
+        let p = shaping.distribution(row);
+        let children: Vec<&Draft> = draws.iter().map(|&i| &tree.nodes[i].draft).collect();
+        let (kept, replacement) = if children.len() == 1 {
+            let v = verify_one(settings, row, &p, children[0], position);
+            (v.accepted.then_some(0), v.replacement)
+        } else {
+            verify_roots(settings, row, &p, &children, position)
+        };
+        let clock = std::time::Instant::now();
+        let qs: Vec<&[f64]> = children.iter().map(|d| d.q.as_slice()).collect();
+        out.verified
+            .push(record(settings, depth, kept.is_some(), &p, &qs));
+        out.bookkeeping_seconds += clock.elapsed().as_secs_f64();
+        match kept {
+            Some(k) => {
+                let node = draws[k];
+                sequence.push(tree.nodes[node].draft.token);
+                at = Some(node);
+                row = &rows[node];
+                depth += 1;
+            }
+            None => {
+                sequence.push(replacement);
+                return Ok(());
+            }
+        }
+    }
 }

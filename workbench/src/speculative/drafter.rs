@@ -4,6 +4,7 @@ use anyhow::Result;
 
 use super::cached::CachedModel;
 use super::sampling::Shaping;
+use super::tree::{draw_children, DraftTree, TreeSpec};
 
 /// How a drafter draws its tokens: from its shaped distribution, with
 /// Gumbel-max noise keyed by (seed, position, token, `stream`). Under the
@@ -41,6 +42,16 @@ pub trait Drafter {
     fn name(&self) -> String;
     /// Up to `gamma` drafts after `context` (fewer, even none, is allowed).
     fn propose(&mut self, context: &[u32], gamma: usize, draw: DraftDraw) -> Result<Vec<Draft>>;
+    /// A draft tree of `spec.depth` levels after `context`, up to
+    /// `spec.children` children per node (see [`super::tree`] for the shape;
+    /// fewer children, even none, are allowed). `draw.branch` is unused: a
+    /// node's children are drawn as [`draw_children`] says.
+    fn propose_tree(
+        &mut self,
+        context: &[u32],
+        spec: TreeSpec,
+        draw: DraftDraw,
+    ) -> Result<DraftTree>;
     /// Forward passes the drafter has run.
     fn calls(&self) -> u64 {
         0
@@ -98,6 +109,47 @@ impl Drafter for ModelDrafter {
         Ok(drafts)
     }
 
+    /// One drafter pass per level: the pass for level d feeds the nodes of
+    /// level d − 1 after the cached tree (a tree mask), so the drafter runs γ
+    /// passes whatever the tree's width.
+    fn propose_tree(
+        &mut self,
+        context: &[u32],
+        spec: TreeSpec,
+        draw: DraftDraw,
+    ) -> Result<DraftTree> {
+        let mut tree = DraftTree::new();
+        let mut frontier: Vec<Option<usize>> = vec![None];
+        for depth in 0..spec.depth {
+            if frontier.is_empty() {
+                break;
+            }
+            let logits = self.model.tree_logits(
+                context,
+                context.len() - 1,
+                &tree.tokens(),
+                &tree.parents(),
+            )?;
+            let (root, rows) = (logits.sequence, logits.nodes);
+            let position = (context.len() + depth) as u64;
+            let counts = spec.expansion(frontier.len(), tree.len());
+            let mut next = Vec::new();
+            for (&parent, count) in frontier.iter().zip(counts) {
+                if count == 0 {
+                    continue;
+                }
+                let row = match parent {
+                    None => &root[0],
+                    Some(i) => &rows[i],
+                };
+                let drafts = draw_children(row, &draw, position, count);
+                next.extend(tree.add_children(parent, drafts).into_iter().map(Some));
+            }
+            frontier = next;
+        }
+        Ok(tree)
+    }
+
     fn calls(&self) -> u64 {
         self.model.calls
     }
@@ -110,12 +162,45 @@ impl Drafter for ModelDrafter {
 /// Prompt lookup: finds the latest earlier occurrence of the context's last
 /// `n` tokens and proposes what followed it (deterministic, so q is one-hot).
 /// Branch k of a tree follows the k-th latest occurrence (a different
-/// deterministic draft per branch).
+/// deterministic draft per branch). In a full tree, a node's children are the
+/// distinct tokens that followed the latest occurrences of the last `n`
+/// tokens of the context and the node's path (up to K, latest first).
 pub struct NgramDrafter {
     /// Length of the matched suffix.
     pub n: usize,
     /// Vocabulary size (for the one-hot q).
     pub vocab: usize,
+}
+
+impl NgramDrafter {
+    fn one_hot(&self, token: u32) -> Draft {
+        let mut q = vec![0.0; self.vocab];
+        if let Some(slot) = q.get_mut(token as usize) {
+            *slot = 1.0;
+        }
+        Draft { token, q }
+    }
+
+    /// Up to `count` distinct tokens that followed the latest earlier
+    /// occurrences of `context`'s last `n` tokens, latest first.
+    fn followers(&self, context: &[u32], count: usize) -> Vec<u32> {
+        let len = context.len();
+        let mut found = Vec::new();
+        if self.n == 0 || len <= self.n {
+            return found;
+        }
+        let suffix = &context[len - self.n..];
+        for start in (0..len - self.n).rev() {
+            if found.len() == count {
+                break;
+            }
+            let next = context[start + self.n];
+            if &context[start..start + self.n] == suffix && !found.contains(&next) {
+                found.push(next);
+            }
+        }
+        found
+    }
 }
 
 impl Drafter for NgramDrafter {
@@ -140,13 +225,38 @@ impl Drafter for NgramDrafter {
         Ok(context[start + self.n..]
             .iter()
             .take(gamma)
-            .map(|&token| {
-                let mut q = vec![0.0; self.vocab];
-                if let Some(slot) = q.get_mut(token as usize) {
-                    *slot = 1.0;
-                }
-                Draft { token, q }
-            })
+            .map(|&token| self.one_hot(token))
             .collect())
+    }
+
+    fn propose_tree(
+        &mut self,
+        context: &[u32],
+        spec: TreeSpec,
+        _draw: DraftDraw,
+    ) -> Result<DraftTree> {
+        let mut tree = DraftTree::new();
+        let mut frontier: Vec<Option<usize>> = vec![None];
+        for _ in 0..spec.depth {
+            let counts = spec.expansion(frontier.len(), tree.len());
+            let mut next = Vec::new();
+            for (&parent, count) in frontier.iter().zip(counts) {
+                if count == 0 {
+                    continue;
+                }
+                let mut extended = context.to_vec();
+                if let Some(p) = parent {
+                    extended.extend(tree.path(p));
+                }
+                let drafts = self
+                    .followers(&extended, count)
+                    .into_iter()
+                    .map(|t| self.one_hot(t))
+                    .collect();
+                next.extend(tree.add_children(parent, drafts).into_iter().map(Some));
+            }
+            frontier = next;
+        }
+        Ok(tree)
     }
 }

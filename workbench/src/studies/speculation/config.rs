@@ -1,5 +1,6 @@
 //! The speculation study's config: a target model, prompts, and the grid of
-//! drafter × rule × temperature × filter × branches × draft length, plus an
+//! drafter × rule × temperature × filter × branches × tree shape × draft
+//! length, plus an
 //! optional sequence-level losslessness test.
 
 use std::path::PathBuf;
@@ -10,7 +11,8 @@ use crate::experiment::config::{ConfigErrors, KeyPath};
 use crate::experiment::study::{PointDoc, Problems};
 use crate::model::transforms::weight_variant;
 use crate::primitives::rotation::{by_name as rotation_by_name, SCHEMES};
-use crate::speculative::decode::{SpecRule, TYPICAL_DELTA, TYPICAL_EPSILON};
+use crate::speculative::decode::{SpecRule, DEFAULT_TREE_NODES, TYPICAL_DELTA, TYPICAL_EPSILON};
+use crate::speculative::tree::Shape;
 use crate::studies::eval::config::{resolve_checkpoint, EvalConfig, EvalData, ModelSource};
 
 /// The config as written.
@@ -51,6 +53,16 @@ pub struct SpeculationConfig {
     /// branch only (`standard`, `greedy`, `typical`) run at K = 1 alone.
     #[serde(default = "default_branches")]
     pub branches: Vec<usize>,
+    /// How K >= 2 branches are arranged: `chains` (K chains splitting at the
+    /// root, a batch of K rows) and/or `full` (K children at every level, one
+    /// row with a tree mask). A full tree with K = 1 is the chain, run under
+    /// `full` only where `chains` is not listed.
+    #[serde(default = "default_trees")]
+    pub trees: Vec<String>,
+    /// A full tree's node budget: K children per node while it allows, then
+    /// the first-ranked path alone continues to depth γ.
+    #[serde(default = "default_tree_nodes")]
+    pub tree_nodes: usize,
     /// The typical rule's ε (Medusa's posterior_threshold).
     #[serde(default = "default_epsilon")]
     pub typical_epsilon: f64,
@@ -94,6 +106,9 @@ pub struct LosslessConfig {
     /// Branches for `gumbel`, `naive` and `specinfer` (others use 1).
     #[serde(default = "default_one")]
     pub branches: usize,
+    /// `chains` or `full` (see `trees`).
+    #[serde(default = "default_tree")]
+    pub tree: String,
     /// Temperature.
     #[serde(default = "default_one_f")]
     pub temperature: f64,
@@ -119,6 +134,15 @@ fn default_top_p() -> Vec<f64> {
 }
 fn default_branches() -> Vec<usize> {
     vec![1]
+}
+fn default_trees() -> Vec<String> {
+    vec![default_tree()]
+}
+fn default_tree() -> String {
+    Shape::Chains.name().into()
+}
+fn default_tree_nodes() -> usize {
+    DEFAULT_TREE_NODES
 }
 fn default_epsilon() -> f64 {
     TYPICAL_EPSILON
@@ -257,6 +281,7 @@ impl SpeculationConfig {
             ("top_k", config.top_k.is_empty()),
             ("top_p", config.top_p.is_empty()),
             ("branches", config.branches.is_empty()),
+            ("trees", config.trees.is_empty()),
         ] {
             if empty {
                 problems.add(&root.key(key), "expected a non-empty list");
@@ -329,6 +354,23 @@ impl SpeculationConfig {
                 );
             }
         }
+        let shape_error = |t: &str| {
+            format!(
+                "unknown tree shape `{t}`; expected one of {}",
+                Shape::ALL.map(|s| s.name()).join(", ")
+            )
+        };
+        for (i, t) in config.trees.iter().enumerate() {
+            if Shape::by_name(t).is_none() {
+                problems.add(&root.key("trees").index(i), shape_error(t));
+            }
+        }
+        if !(1..=1024).contains(&config.tree_nodes) {
+            problems.add(
+                &root.key("tree_nodes"),
+                format!("{}; expected 1 to 1024 nodes", config.tree_nodes),
+            );
+        }
         for (key, v) in [
             ("typical_epsilon", config.typical_epsilon),
             ("typical_delta", config.typical_delta),
@@ -387,6 +429,9 @@ impl SpeculationConfig {
                     &at.key("branches"),
                     format!("{}; expected 1 to 8", l.branches),
                 );
+            }
+            if Shape::by_name(&l.tree).is_none() {
+                problems.add(&at.key("tree"), shape_error(&l.tree));
             }
             if !(l.temperature.is_finite() && l.temperature > 0.0) {
                 problems.add(

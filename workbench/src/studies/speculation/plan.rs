@@ -1,5 +1,5 @@
 //! The speculation study's units: one per (drafter, rule, temperature, top-k,
-//! top-p, branches), each running every draft length on every prompt beside
+//! top-p, branches, tree shape), each running every draft length on every prompt beside
 //! plain decoding of the same prompts with the same seeds; and, with a
 //! `[lossless]` section, one per tested rule (plus plain sampling).
 
@@ -18,9 +18,10 @@ use crate::model::llama::Model;
 use crate::model::transforms::weight_variant;
 use crate::model::{hf, llama2c};
 use crate::speculative::cached::CachedModel;
-use crate::speculative::decode::{plain, speculative, Settings, SpecRule};
+use crate::speculative::decode::{plain, speculative, Settings, SpecRule, DEFAULT_TREE_NODES};
 use crate::speculative::drafter::{Drafter, ModelDrafter, NgramDrafter};
 use crate::speculative::lossless::{likely_continuations, test, ContinuationTest};
+use crate::speculative::tree::Shape;
 use crate::studies::eval::plan::EvalPlan;
 
 /// One prompt's run at one draft length.
@@ -99,6 +100,9 @@ pub struct UnitResult {
     pub top_p: f64,
     /// Branches K.
     pub branches: usize,
+    /// How the branches are arranged (outputs saved before trees read as chains).
+    #[serde(default = "chains")]
+    pub shape: Shape,
     /// Seconds of plain decoding of every prompt, and its target passes.
     pub plain_seconds: f64,
     /// Target passes of plain decoding (one per token).
@@ -133,6 +137,10 @@ pub enum Output {
     Lossless(LosslessResult),
 }
 
+fn chains() -> Shape {
+    Shape::Chains
+}
+
 /// One grid point.
 #[derive(Clone, Debug, PartialEq)]
 struct Point {
@@ -142,6 +150,7 @@ struct Point {
     top_k: usize,
     top_p: f64,
     branches: usize,
+    shape: Shape,
 }
 
 /// The validated study point.
@@ -168,6 +177,11 @@ impl SpeculationPlan {
     fn grid(&self) -> Vec<Point> {
         let c = &self.config;
         let mut units = Vec::new();
+        let shapes: Vec<Shape> = c
+            .trees
+            .iter()
+            .map(|t| Shape::by_name(t).expect("validated tree shape"))
+            .collect();
         for d in &c.drafters {
             for r in &c.rules {
                 let rule = SpecRule::by_name(r).expect("validated rule");
@@ -175,15 +189,22 @@ impl SpeculationPlan {
                     for &top_k in &c.top_k {
                         for &top_p in &c.top_p {
                             for &branches in &c.branches {
-                                if rule.supports_branches(branches) {
-                                    units.push(Point {
-                                        drafter: d.clone(),
-                                        rule,
-                                        temperature,
-                                        top_k,
-                                        top_p,
-                                        branches,
-                                    });
+                                for shape in &shapes {
+                                    // A one-child tree is the chain, run once.
+                                    let repeat = *shape == Shape::Full
+                                        && branches == 1
+                                        && shapes.contains(&Shape::Chains);
+                                    if rule.supports_branches(branches) && !repeat {
+                                        units.push(Point {
+                                            drafter: d.clone(),
+                                            rule,
+                                            temperature,
+                                            top_k,
+                                            top_p,
+                                            branches,
+                                            shape: *shape,
+                                        });
+                                    }
                                 }
                             }
                         }
@@ -291,6 +312,8 @@ impl SpeculationPlan {
             seed,
             rule: p.rule,
             branches: p.branches,
+            shape: p.shape,
+            tree_nodes: self.config.tree_nodes,
             typical_epsilon: self.config.typical_epsilon,
             typical_delta: self.config.typical_delta,
         }
@@ -368,6 +391,7 @@ impl SpeculationPlan {
             top_k: point.top_k,
             top_p: point.top_p,
             branches: point.branches,
+            shape: point.shape,
             plain_seconds,
             plain_calls,
             gammas,
@@ -393,6 +417,7 @@ impl SpeculationPlan {
             } else {
                 1
             },
+            shape: Shape::by_name(&l.tree).context("validated tree shape")?,
         };
         let shaping = self.settings(&point, 0, 0).shaping();
         // Bins: continuations expected at least 2.5 times (pooled to 5 by the test).
@@ -467,6 +492,12 @@ impl Plan for SpeculationPlan {
                 }
                 if p.branches != 1 {
                     key += &format!(" branches={}", p.branches);
+                }
+                if p.shape != Shape::Chains {
+                    key += &format!(" tree={}", p.shape.name());
+                    if self.config.tree_nodes != DEFAULT_TREE_NODES {
+                        key += &format!(" tree_nodes={}", self.config.tree_nodes);
+                    }
                 }
                 key
             })

@@ -19,6 +19,94 @@ fn unfiltered_chain(runs: &Table) -> Result<Vec<bool>> {
         .collect())
 }
 
+/// The `tree` column (`chains` where a table saved before trees has none).
+fn shapes(runs: &Table) -> Vec<String> {
+    runs.texts("tree")
+        .unwrap_or_else(|_| vec!["chains".into(); runs.floats("gamma").map_or(0, |g| g.len())])
+}
+
+/// The full tree's row (`i` = 0) or the chains' (`i` = 1) of a pair.
+fn pick(pair: &(usize, usize), i: usize) -> usize {
+    if i == 0 {
+        pair.0
+    } else {
+        pair.1
+    }
+}
+
+/// Full trees against chains of the same drafter, rule, temperature,
+/// filters, K and γ: tokens per target call and target seconds per call.
+fn trees_vs_chains(runs: &Table, timing: Option<&Table>) -> Result<Vec<String>> {
+    let tree = shapes(runs);
+    let (drafter, rule) = (runs.texts("drafter")?, runs.texts("rule")?);
+    let (temp, gamma) = (runs.floats("temperature")?, runs.floats("gamma")?);
+    let (k, p, b) = (
+        runs.floats("top_k")?,
+        runs.floats("top_p")?,
+        runs.floats("branches")?,
+    );
+    let tpc = runs.floats("tokens_per_call")?;
+    let same = |i: usize, j: usize| {
+        drafter[i] == drafter[j]
+            && rule[i] == rule[j]
+            && temp[i] == temp[j]
+            && gamma[i] == gamma[j]
+            && k[i] == k[j]
+            && p[i] == p[j]
+            && b[i] == b[j]
+    };
+    let pairs: Vec<(usize, usize)> = (0..tree.len())
+        .filter(|&i| tree[i] == "full" && b[i] >= 2.0)
+        .filter_map(|f| {
+            (0..tree.len())
+                .find(|&c| tree[c] == "chains" && same(c, f))
+                .map(|c| (f, c))
+        })
+        .collect();
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ratio: Vec<f64> = pairs.iter().map(|&(f, c)| tpc[f] / tpc[c]).collect();
+    let mean = ratio.iter().sum::<f64>() / ratio.len() as f64;
+    let (lo, hi) = ratio
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &r| {
+            (a.min(r), b.max(r))
+        });
+    let mut line = format!(
+        "Full trees against root-branching chains (same drafter, rule, temperature, K and γ; \
+         {} pairs): tokens per target call × {mean:.3} on average (from × {lo:.3} to × {hi:.3}).",
+        pairs.len()
+    );
+    // Per-pass cost, where the timing table has both rows (timing rows follow
+    // the runs table's order).
+    if let Some(t) = timing {
+        if let (Ok(per), Ok(plain)) = (
+            t.floats("target_seconds_per_call"),
+            t.floats("plain_seconds_per_call"),
+        ) {
+            if per.len() == tree.len() {
+                // Each pass against a plain decode step of the same unit, so that
+                // load drifting between units cancels.
+                let mean = |i: usize| {
+                    pairs
+                        .iter()
+                        .map(|p| per[pick(p, i)] / plain[pick(p, i)])
+                        .sum::<f64>()
+                        / pairs.len() as f64
+                };
+                line += &format!(
+                    " A target pass cost {:.2} plain decode steps with full trees and {:.2} \
+                     with chains on average (measured on this machine).",
+                    mean(0),
+                    mean(1)
+                );
+            }
+        }
+    }
+    Ok(vec![line])
+}
+
 /// Gumbel against standard on the same drafter, temperature, filters and γ.
 fn gumbel_vs_standard(runs: &Table) -> Result<Vec<String>> {
     let (drafter, rule) = (runs.texts("drafter")?, runs.texts("rule")?);
@@ -164,6 +252,7 @@ pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<Report
     let (drafter, rule) = (runs.texts("drafter")?, runs.texts("rule")?);
     let (temp, gamma) = (runs.floats("temperature")?, runs.floats("gamma")?);
     let branches = runs.floats("branches")?;
+    let tree = shapes(runs);
     let tpc = runs.floats("tokens_per_call")?;
     let (lo, hi) = (
         runs.floats("tokens_per_call_ci_low")?,
@@ -184,12 +273,18 @@ pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<Report
             .max_by(|&a, &b| tpc[a].total_cmp(&tpc[b]))
         {
             findings.push(format!(
-                "T = {t}: most tokens per target call among lossless rules with {} drafting under {} at γ = {}, K = {}: {:.2} [{:.2}, {:.2}].",
-                drafter[best], rule[best], gamma[best], branches[best], tpc[best], lo[best], hi[best]
+                "T = {t}: most tokens per target call among lossless rules with {} drafting under {} at γ = {}, K = {}{}: {:.2} [{:.2}, {:.2}].",
+                drafter[best], rule[best], gamma[best], branches[best],
+                if tree[best] == "full" { " (full tree)" } else { "" },
+                tpc[best], lo[best], hi[best]
             ));
         }
     }
     findings.extend(gumbel_vs_standard(runs)?);
+    findings.extend(trees_vs_chains(
+        runs,
+        tables.iter().find(|t| t.name == "speculation_timing"),
+    )?);
     let gumbel: Vec<usize> = (0..n).filter(|&i| rule[i] == "gumbel").collect();
     if !gumbel.is_empty() {
         let all = gumbel.iter().all(|&i| matches[i] == 1.0);
@@ -326,6 +421,7 @@ pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<Report
         "top_k",
         "top_p",
         "branches",
+        "tree",
         "gamma",
         "tokens_per_call",
         "tokens_per_call_ci_low",
@@ -377,6 +473,7 @@ pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<Report
                     "method",
                     "lossless",
                     "branches",
+                    "tree",
                     "horizon",
                     "samples",
                     "distinct",
@@ -410,9 +507,11 @@ pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<Report
                     "rule",
                     "temperature",
                     "branches",
+                    "tree",
                     "gamma",
                     "plain_seconds",
                     "speculative_seconds",
+                    "target_seconds_per_call",
                     "measured_speedup",
                     "measured_cost_ratio",
                     "modelled_speedup_at_measured_c",

@@ -1,5 +1,5 @@
 //! `speculation_runs` (one row per drafter × rule × temperature × filter ×
-//! branches × γ), `speculation_positions` (one row per draft index as well),
+//! branches × tree shape × γ), `speculation_positions` (one row per draft index as well),
 //! `speculation_lossless` (one row per tested method) and `speculation_timing`
 //! (measured wall-clock seconds: the one table that differs between reruns).
 
@@ -72,6 +72,7 @@ fn key(rows: &mut Rows, u: &UnitResult, gamma: usize) {
     rows.i("top_k", Some(u.top_k as i64));
     rows.f("top_p", u.top_p);
     rows.i("branches", Some(u.branches as i64));
+    rows.s("tree", Some(u.shape.name().into()));
     rows.i("gamma", Some(gamma as i64));
 }
 
@@ -208,6 +209,20 @@ pub fn build(
                     "modelled_speedup_at_measured_c",
                     modelled(tokens, calls, draft_calls, c),
                 );
+                // Per-pass costs: a tree pass feeds more positions than a chain's.
+                let per = |seconds: f64, n: u64| {
+                    if n > 0 {
+                        seconds / n as f64
+                    } else {
+                        f64::NAN
+                    }
+                };
+                timing.f(
+                    "plain_seconds_per_call",
+                    per(u.plain_seconds, u.plain_calls),
+                );
+                timing.f("target_seconds_per_call", per(t.target, calls));
+                timing.f("draft_seconds_per_call", per(t.draft, draft_calls));
             }
         }
     }
@@ -236,6 +251,7 @@ pub fn build(
                     _ => 1,
                 }),
             );
+            rows.s("tree", Some(l.tree.clone()));
             rows.i("horizon", Some(l.horizon as i64));
             rows.i("samples", Some(r.test.samples as i64));
             rows.i("distinct", Some(r.test.distinct as i64));
