@@ -263,7 +263,6 @@ pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<Report
         .bools("lossless")
         .map(|v| v.iter().map(|b| b.unwrap_or(false)).collect())
         .unwrap_or_else(|| vec![true; drafter.len()]);
-    let plain = unfiltered_chain(runs)?;
     let n = drafter.len();
     let max_gamma = gamma.iter().cloned().fold(0.0, f64::max);
     let mut findings = Vec::new();
@@ -342,21 +341,43 @@ pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<Report
             items.join("; ")
         ));
     }
+    // One chain where the config has it; otherwise (a tree study) the
+    // smallest K, one line per tree shape.
+    let branches = runs.floats("branches")?;
+    let (top_k, top_p) = (runs.floats("top_k")?, runs.floats("top_p")?);
+    let unfiltered: Vec<bool> = (0..n).map(|i| top_k[i] == 0.0 && top_p[i] == 1.0).collect();
+    let plotted_k = (0..n)
+        .filter(|&i| unfiltered[i])
+        .map(|i| branches[i])
+        .fold(f64::INFINITY, f64::min);
     let mut series = Vec::new();
     for r in distinct(&rule) {
         for d in distinct(&drafter) {
-            let mut pts: Vec<Point> = (0..n)
-                .filter(|&i| rule[i] == r && drafter[i] == d && gamma[i] == max_gamma && plain[i])
-                .map(|i| Point::with_interval(temp[i], tpc[i], lo[i], hi[i]))
-                .collect();
-            pts.sort_by(|a, b| a.x.total_cmp(&b.x));
-            if !pts.is_empty() {
-                series.push(Series {
-                    name: format!("{r}, {d}"),
-                    group: Some(d.clone()),
-                    style: SeriesStyle::LineMarkers,
-                    points: pts,
-                });
+            for t in distinct(&tree) {
+                let mut pts: Vec<Point> = (0..n)
+                    .filter(|&i| {
+                        rule[i] == r
+                            && drafter[i] == d
+                            && tree[i] == t
+                            && gamma[i] == max_gamma
+                            && unfiltered[i]
+                            && branches[i] == plotted_k
+                    })
+                    .map(|i| Point::with_interval(temp[i], tpc[i], lo[i], hi[i]))
+                    .collect();
+                pts.sort_by(|a, b| a.x.total_cmp(&b.x));
+                if !pts.is_empty() {
+                    series.push(Series {
+                        name: if plotted_k == 1.0 {
+                            format!("{r}, {d}")
+                        } else {
+                            format!("{r}, {d}, {t}")
+                        },
+                        group: Some(d.clone()),
+                        style: SeriesStyle::LineMarkers,
+                        points: pts,
+                    });
+                }
             }
         }
     }
@@ -369,8 +390,15 @@ pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<Report
         y_scale: Scale::Linear,
         y_range: None,
         series,
-        caption: "One line per rule and drafter (colour: drafter), one chain, no top-k/top-p; 95% intervals over prompts."
-            .into(),
+        caption: if plotted_k == 1.0 {
+            "One line per rule and drafter (colour: drafter), one chain, no top-k/top-p; 95% intervals over prompts."
+                .into()
+        } else {
+            format!(
+                "One line per rule, drafter and tree shape (colour: drafter), K = {plotted_k}, no top-k/top-p; \
+                 95% intervals over prompts."
+            )
+        },
     };
     // Observed against exact acceptance per draft index.
     let (prule, pacc) = (positions.texts("rule")?, positions.floats("acceptance")?);
