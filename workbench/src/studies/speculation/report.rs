@@ -374,7 +374,13 @@ pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<Report
                             format!("{r}, {d}, {t}")
                         },
                         group: Some(d.clone()),
-                        style: SeriesStyle::LineMarkers,
+                        // Chains as markers alone, so that a tree study's
+                        // two shapes can be told apart.
+                        style: if plotted_k > 1.0 && t == "chains" {
+                            SeriesStyle::Markers
+                        } else {
+                            SeriesStyle::LineMarkers
+                        },
                         points: pts,
                     });
                 }
@@ -395,8 +401,8 @@ pub fn content(tables: &[Table], _manifest: &serde_json::Value) -> Result<Report
                 .into()
         } else {
             format!(
-                "One line per rule, drafter and tree shape (colour: drafter), K = {plotted_k}, no top-k/top-p; \
-                 95% intervals over prompts."
+                "One series per rule, drafter and tree shape (colour: drafter; full trees joined by lines, \
+                 chains as markers alone), K = {plotted_k}, no top-k/top-p; 95% intervals over prompts."
             )
         },
     };
