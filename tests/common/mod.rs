@@ -64,3 +64,4 @@ pub fn rejected_config(data: &Path, config: &Path) -> String {
     assert!(!o.status.success(), "{} was accepted", config.display());
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+pub mod speculation;
