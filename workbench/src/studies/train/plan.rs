@@ -38,7 +38,8 @@ pub struct TrainResult {
     /// sha256 of the teacher's weights, when distilled.
     #[serde(default)]
     pub teacher_sha256: Option<String>,
-    /// Seconds spent sampling the teacher (0 when the corpus was reused).
+    /// Seconds the teacher's sampling took, when the corpus was made (a
+    /// rerun that reuses the cached corpus reports the same).
     #[serde(default)]
     pub sampling_seconds: Option<f64>,
 }
@@ -97,7 +98,6 @@ impl Plan for TrainPlan {
             Some(d) => {
                 let length = c.distill_length().expect("distilling");
                 let cache = context.work_dir.join("distilled.json");
-                let reused = cache.is_file();
                 let corpus = distill::corpus(
                     Path::new(&d.teacher),
                     d,
@@ -106,12 +106,11 @@ impl Plan for TrainPlan {
                     c.seed,
                     &cache,
                 )?;
-                let seconds = if reused { 0.0 } else { corpus.seconds };
                 (
                     corpus.stream(),
                     format!("distilled from {}", d.teacher),
                     Some(corpus.teacher_sha256.clone()),
-                    Some(seconds),
+                    Some(corpus.seconds),
                 )
             }
         };
