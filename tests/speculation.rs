@@ -4,10 +4,6 @@
 
 mod common;
 
-use std::collections::HashMap;
-
-use candle_core::Device;
-use workbench::model::llama::Model;
 use workbench::speculative::cached::CachedModel;
 use workbench::speculative::decode::{plain, speculative, Settings, SpecRule};
 use workbench::speculative::drafter::{Drafter, ModelDrafter, NgramDrafter};
