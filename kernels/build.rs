@@ -25,7 +25,13 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
     let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".into());
     let arch = std::env::var("WB_CUDA_ARCH").unwrap_or_else(|_| "sm_90".into());
-    for header in ["common.cuh", "fwht.cuh", "fwht_t.cuh", "fwht_s.cuh"] {
+    for header in [
+        "common.cuh",
+        "fwht.cuh",
+        "fwht_t.cuh",
+        "fwht_s.cuh",
+        "gumbel_prefilter.cuh",
+    ] {
         println!("cargo::rerun-if-changed=src/cuda/{header}");
     }
     for name in KERNELS {

@@ -125,7 +125,7 @@ mod gpu {
                 top_k: None,
             };
             #[cfg(feature = "cuda")]
-            for filter in [0, wb_kernels::cuda::gumbel_sample::AUTO] {
+            for filter in [0, 4, wb_kernels::cuda::gumbel_sample::AUTO] {
                 wb_kernels::cuda::gumbel_sample::FILTER
                     .store(filter, std::sync::atomic::Ordering::Relaxed);
                 for _ in 0..2 {
@@ -294,7 +294,7 @@ mod gpu {
                 #[cfg(feature = "cuda")]
                 let filters: &[u32] = if top_k.is_none() {
                     let a = wb_kernels::cuda::gumbel_sample::AUTO;
-                    &[a, 0, 1, 2, 3, a]
+                    &[a, 0, 1, 2, 3, 4, a]
                 } else {
                     &[wb_kernels::cuda::gumbel_sample::AUTO]
                 };

@@ -36,12 +36,13 @@ echo "== benchmark" | tee "$OUT/bench.log"
 timeout 240 ./gpu_bench ${WB_BENCH_ARGS:-} 2>&1 | tee -a "$OUT/bench.log" || status=1
 if [ -n "${WB_NCU:-}" ] && command -v ncu >/dev/null; then
     # Base (shuffle) and staged Hadamard kernels, and the sampling kernel:
-    # throughput sections, then the warp stall reasons.
-    K='regex:^(hadamard_(bf16_bf16_10|s2_bf16_10|f32_f32_14|s3_f32_14)|gumbel_(tab2p4_)?f32)$'
+    # throughput sections, then the warp stall reasons. WB_NCU_KERNELS
+    # replaces the kernel name filter while tuning.
+    K=${WB_NCU_KERNELS:-'regex:^(hadamard_(bf16_bf16_10|s2_bf16_10|f32_f32_14|s3_f32_14)|gumbel_(tab2p4_|bits_)?f32)$'}
     echo "== ncu" | tee "$OUT/ncu.log"
     timeout 150 ncu --kernel-name "$K" --launch-count 16 \
         --section SpeedOfLight --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis \
-        --section MemoryWorkloadAnalysis ./gpu_bench --profile 2>&1 | grep -vE "^==PROF==|^\s*$" >> "$OUT/ncu.log" || true
+        --section MemoryWorkloadAnalysis ${WB_NCU_SECTIONS:-} ./gpu_bench --profile 2>&1 | grep -vE "^==PROF==|^\s*$" >> "$OUT/ncu.log" || true
     echo "== ncu stalls" >> "$OUT/ncu.log"
     M=smsp__inst_executed.sum
     for r in no_instruction long_scoreboard short_scoreboard mio_throttle barrier math_pipe_throttle lg_throttle wait not_selected selected dispatch_stall branch_resolving; do

@@ -386,7 +386,7 @@ fn gumbel_tokens_are_bit_identical() {
                 let want = s.sample(&xc, &positions).unwrap();
                 // Every filter of the CUDA kernel (the default last).
                 #[cfg(feature = "cuda")]
-                let filters: &[u32] = &[0, 1, 2, 3, wb_kernels::cuda::gumbel_sample::AUTO];
+                let filters: &[u32] = &[0, 1, 2, 3, 4, wb_kernels::cuda::gumbel_sample::AUTO];
                 #[cfg(not(feature = "cuda"))]
                 let filters: &[u32] = &[u32::MAX];
                 for &filter in filters {

@@ -177,17 +177,23 @@ __device__ __forceinline__ void offer(Best& best, float s, unsigned i) {
     if (better(s, i, best.s, best.i)) best = {s, i};
 }
 
+// Four logits from t0 by one vector load (aligned, all in the row).
+template <typename T>
+__device__ __forceinline__ void load4v(const T* row, unsigned t0, float (&l)[4]) {
+    if constexpr (sizeof(T) == 4) {
+        const float4 v = *reinterpret_cast<const float4*>(row + t0);
+        l[0] = v.x, l[1] = v.y, l[2] = v.z, l[3] = v.w;
+    } else {
+        const Vec<T, 4> v = *reinterpret_cast<const Vec<T, 4>*>(row + t0);
+#pragma unroll
+        for (int w = 0; w < 4; ++w) l[w] = to_f32(v.v[w]);
+    }
+}
+
 template <typename T>
 __device__ __forceinline__ void load4(const T* row, unsigned t0, unsigned end, bool vec, float (&l)[4]) {
     if (vec && t0 + 4 <= end) {
-        if constexpr (sizeof(T) == 4) {
-            const float4 v = *reinterpret_cast<const float4*>(row + t0);
-            l[0] = v.x, l[1] = v.y, l[2] = v.z, l[3] = v.w;
-        } else {
-            const Vec<T, 4> v = *reinterpret_cast<const Vec<T, 4>*>(row + t0);
-#pragma unroll
-            for (int w = 0; w < 4; ++w) l[w] = to_f32(v.v[w]);
-        }
+        load4v(row, t0, l);
     } else {
 #pragma unroll
         for (int w = 0; w < 4; ++w) l[w] = t0 + w < end ? to_f32(row[t0 + w]) : __int_as_float(0x7fc00000);
@@ -252,6 +258,35 @@ __device__ __forceinline__ unsigned bucket(unsigned x) {
 }
 constexpr int BUCKETS = 2048;
 
+// Copies the bucket table (upper and lower bounds interleaved) into shared
+// memory, every load of the thread issued before its first store: a loop
+// that stored each value before loading the next waited a global-memory
+// latency per iteration (8 at 256 threads), about 5000 cycles at the start of
+// every block, all blocks at once (Nsight Compute: 510 of 2936 stall samples
+// of the kernel there).
+__device__ __forceinline__ void load_table(const float* __restrict__ tab, float* tab_hi, float* tab_lo) {
+    constexpr int PER = BUCKETS / 2 / 256;  // float4s (two buckets each) a thread at 256 threads
+    const float4* t4 = reinterpret_cast<const float4*>(tab);
+    if (blockDim.x == 256) {
+        float4 v[PER];
+#pragma unroll
+        for (int j = 0; j < PER; ++j) v[j] = t4[threadIdx.x + 256 * j];
+#pragma unroll
+        for (int j = 0; j < PER; ++j) {
+            const int k = 2 * (threadIdx.x + 256 * j);
+            tab_hi[k] = v[j].x;
+            tab_lo[k] = v[j].y;
+            tab_hi[k + 1] = v[j].z;
+            tab_lo[k + 1] = v[j].w;
+        }
+    } else {
+        for (int k = threadIdx.x; k < BUCKETS; k += blockDim.x) {
+            tab_hi[k] = tab[2 * k];
+            tab_lo[k] = tab[2 * k + 1];
+        }
+    }
+}
+
 // The two-pass filter (FILTER > 0; see the file comment) over the thread's
 // tokens of [start, end): G groups of four tokens a step; with PREFETCH the
 // next step's logits are loaded before this step's work. Loads the bucket
@@ -278,10 +313,7 @@ __device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsi
     };
     unsigned q = start / 4 + threadIdx.x;
     load(q, next);
-    for (int k = threadIdx.x; k < BUCKETS; k += blockDim.x) {
-        tab_hi[k] = tab[2 * k];
-        tab_lo[k] = tab[2 * k + 1];
-    }
+    load_table(tab, tab_hi, tab_lo);
     // The block's best lower bound so far (ordered key), shared by the warps
     // without barriers: whatever value a warp reads is the lower bound of a
     // token that its owner kept, or better.
@@ -378,12 +410,15 @@ __device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsi
     }
 }
 
+#include "gumbel_prefilter.cuh"
+
 // One block: tokens [start, start + chunk) of row blockIdx.y (relative to the
 // launch's first row); the winner goes into keys[row] by atomicMax of
 // (ordered score, ~token); the row's last block writes token and score.
 // FILTER: 0 none beyond the approximate noise; 1, 2, 3 the two-pass filter
 // on the bucket bounds (see the file comment) with 16 tokens a thread and
-// step, 8 with the next step's logits loaded ahead, 16 likewise.
+// step, 8 with the next step's logits loaded ahead, 16 likewise; 4 the
+// filter on the Philox bits (gumbel_prefilter.cuh).
 template <typename T, bool EXACT_ONLY, int FILTER = 0>
 __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const float* __restrict__ thresholds,
                                             unsigned long long* __restrict__ keys, unsigned* __restrict__ tickets,
@@ -392,8 +427,9 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
                                             const float* __restrict__ tab, const GumbelArgs& args) {
     // Upper and lower bounds of the noise per bucket of bits >> 22 (apart,
     // so that pass 2's loads are not merged into pass 1's and kept live).
-    __shared__ float tab_hi[FILTER > 0 ? BUCKETS : 1];
-    __shared__ float tab_lo[FILTER > 0 ? BUCKETS : 1];
+    // (FILTER 4: the table as stored, bounds interleaved, in tab_hi.)
+    __shared__ __align__(16) float tab_hi[FILTER > 0 ? (FILTER == 4 ? 2 * BUCKETS : BUCKETS) : 1];
+    __shared__ float tab_lo[FILTER > 0 && FILTER < 4 ? BUCKETS : 1];
     const unsigned row = blockIdx.y;
     const unsigned start = blockIdx.x * chunk;
     const unsigned end = min(start + chunk, vocab);
@@ -401,10 +437,20 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
     const float thr = thresholds != nullptr ? thresholds[row] : -INFINITY;
     const T* lr = logits + (unsigned long long)row * vocab;
     Cand c = {__int_as_float(0x7fc00000), __int_as_float(0x7fc00000), 0.0f, 0xffffffffu, 0u, false};
+    // The block's best (ordered score, ~token) and how many of its warps
+    // have offered theirs (see the end); the filters' first barrier orders
+    // this before any use, the other paths have their own.
+    __shared__ unsigned long long block_best;
+    __shared__ unsigned block_done;
+    if (threadIdx.x == 0) block_best = 0, block_done = 0;
+    if constexpr (FILTER == 0 || EXACT_ONLY) __syncthreads();
     // Four groups of four tokens per step, loads first so that they overlap.
     constexpr int G = 4;
     const unsigned q0 = start / 4 + threadIdx.x;
-    if constexpr (FILTER > 0 && !EXACT_ONLY) {
+    if constexpr (FILTER == 4 && !EXACT_ONLY) {
+        bits_filter<T>(c, lr, start, end, vec != 0, thresholds != nullptr ? thr : NAN, pos, stream, inv_t, tab, tab_hi,
+                       args);
+    } else if constexpr (FILTER > 0 && !EXACT_ONLY) {
         constexpr int G2 = FILTER == 2 ? 2 : 4;
         two_pass<T, G2, FILTER != 1>(c, lr, start, end, vec != 0, thresholds != nullptr ? thr : NAN, pos, stream,
                                      inv_t, tab, tab_hi, tab_lo, args);
@@ -452,18 +498,23 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
         const unsigned i = __shfl_down_sync(0xffffffffu, best.i, off);
         offer(best, s, i);
     }
-    __shared__ Best warps[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) warps[warp] = best;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int k = 1; k < (int)(blockDim.x >> 5); ++k) offer(best, warps[k].s, warps[k].i);
+    // Each warp offers its best to the block by a shared-memory atomic, and
+    // the block's last warp offers the block's to the row: no barrier (one
+    // made early warps wait for the block's slowest) and one global fence
+    // a block (one a warp stalled the warps 8 % of the time).
+    if ((threadIdx.x & 31) == 0) {
         if (!isnan(best.s)) {
-            const unsigned long long key = ((unsigned long long)ordered(best.s) << 32) | (0xffffffffu - best.i);
-            atomicMax(keys + row, key);
+            atomicMax(&block_best, ((unsigned long long)ordered(best.s) << 32) | (0xffffffffu - best.i));
         }
-        __threadfence();
-        if (atomicAdd(tickets + row, 1u) == gridDim.x - 1) {
+        __threadfence_block();
+        const bool last_warp = atomicAdd(&block_done, 1u) == (blockDim.x >> 5) - 1;
+        if (last_warp) {
+            __threadfence_block();
+            const unsigned long long key = atomicOr(&block_best, 0ull);
+            if (key != 0) atomicMax(keys + row, key);
+            __threadfence();
+        }
+        if (last_warp && atomicAdd(tickets + row, 1u) == gridDim.x - 1) {
             // Every block of the row has offered: finish, and reset the
             // scratch for the next call.
             __threadfence();
@@ -562,6 +613,7 @@ __device__ __forceinline__ void topk_threshold(const T* __restrict__ logits, flo
     GUMBEL_K(T, NAME, gumbel_tab2_, false, 1, __launch_bounds__(256, 4))                                     \
     GUMBEL_K(T, NAME, gumbel_tab2p2_, false, 2, __launch_bounds__(256, 4))                                   \
     GUMBEL_K(T, NAME, gumbel_tab2p4_, false, 3, __launch_bounds__(256, 4))                                   \
+    GUMBEL_K(T, NAME, gumbel_bits_, false, 4, __launch_bounds__(256, 4))                                     \
     GUMBEL_K(T, NAME, gumbel_exact_, true, 0, __launch_bounds__(256))                                        \
     extern "C" __global__ void __launch_bounds__(1024)                                                        \
         topk_threshold_##NAME(const T* logits, float* thresholds, unsigned vocab, unsigned k) {               \

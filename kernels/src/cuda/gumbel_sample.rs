@@ -21,8 +21,9 @@ const CHUNK: usize = 16384;
 /// the approximate noise alone (`gumbel_*`); 1, 2, 3 the two-pass filter on
 /// the bucket bounds first (`gumbel_tab2_*`: 16 tokens a thread and step;
 /// `gumbel_tab2p2_*`: 8, the next step's logits loaded ahead;
-/// `gumbel_tab2p4_*`: 16, likewise); see `gumbel_sample.cu`. Not for normal
-/// use.
+/// `gumbel_tab2p4_*`: 16, likewise); 4 the filter on the Philox bits
+/// (`gumbel_bits_*`, `gumbel_prefilter.cuh`); see `gumbel_sample.cu`. Not
+/// for normal use.
 #[doc(hidden)]
 pub static FILTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(AUTO);
 
@@ -31,10 +32,11 @@ pub static FILTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::
 pub const AUTO: u32 = u32::MAX;
 
 /// The filter used by default, from H100 measurements (kernels/gpu/README.md):
-/// the two-pass filter with 16 tokens a step loaded ahead, 23.7 µs a kernel
-/// against 31.5 for the approximate noise alone ([64, 131072] f32; filters
-/// 1 and 2 within 0.3 µs of it).
-const DEFAULT_FILTER: u32 = 3;
+/// the filter on the Philox bits, [64, 131072] f32 22.3 µs a kernel in the
+/// final run (the two-pass filters 1–3 22.9, the approximate noise alone
+/// 31.1), with 12 % fewer instructions; bf16 24.8 (two-pass 24.3–25.9; 23.4
+/// against 24.0–24.9 in a tuning run).
+const DEFAULT_FILTER: u32 = 4;
 
 /// Rows per launch: their positions travel as kernel parameters (`MAXR` in
 /// `gumbel_sample.cu`).
@@ -130,14 +132,15 @@ fn launch_main(
 ) -> Result<()> {
     let filter = match FILTER.load(std::sync::atomic::Ordering::Relaxed) {
         AUTO => DEFAULT_FILTER,
-        v => v.min(3),
+        v => v.min(4),
     };
     let name = match (exact_only, filter) {
         (true, _) => format!("gumbel_exact_{t}"),
         (false, 0) => format!("gumbel_{t}"),
         (false, 1) => format!("gumbel_tab2_{t}"),
         (false, 2) => format!("gumbel_tab2p2_{t}"),
-        (false, _) => format!("gumbel_tab2p4_{t}"),
+        (false, 3) => format!("gumbel_tab2p4_{t}"),
+        (false, _) => format!("gumbel_bits_{t}"),
     };
     let tab = upload(dev, &crate::sample::bound::bucket_table())?;
     let tab = dptr(dev, &*tab, 0);

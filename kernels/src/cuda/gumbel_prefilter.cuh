@@ -1,0 +1,205 @@
+// The sampler's fourth filter (FILTER 4): a threshold on the Philox bits
+// themselves. Included by gumbel_sample.cu inside its anonymous namespace,
+// after the helpers it uses (philox_k, bucket, consider, ordered, load4).
+//
+// Why: the two-pass filter spends ~25 instructions a token on two bucket
+// indices, two table loads and two comparisons besides Philox's ~10.
+// Almost no token can win, and which ones can is decided by the bits alone
+// once a thread knows its largest logit: with B a lower bound of some
+// token's exact score (the block's best published bound) and Lm the largest
+// logit of the thread's 16 tokens this step, a token whose noise is below
+// g = B − Lm/T − δ scores below B (δ covers the roundings of g and of the
+// score's fma, which is monotone in both operands), so it cannot win. Noise
+// rises with the bits x, and the bucket table's upper bounds rise with the
+// bucket (checked on the CPU) and hold for every x (checked exhaustively on
+// the GPU), so if the upper bound of the bucket of the thread's largest
+// bits xm is below g, every token of the thread this step is dropped. The
+// common step is then Philox, a running max of the bits and of the logits,
+// and one table look-up a thread. A thread that fails it tests each group
+// of four the same way (the group's largest bits against the threshold of
+// the group's largest logit), and only the groups that fail that too look
+// at their tokens again (logits reloaded, Philox recomputed): the two-pass
+// filter's per-token test on the upper bound, then the exact machinery.
+// Every dropped token provably scores below some token's exact score, so
+// tokens and scores are the same bits (the parity tests check every
+// filter).
+//
+// B must be good from the start: at the first step of a warp (or any step
+// where some lane's g is low) each lane's token with the largest logit
+// gets the lower bound of its score from its bucket, and the warp's best is
+// published to the block.
+//
+// H100, [64, 131072] f32 at T = 0.8 (the benchmark): 2284 instructions a
+// warp against the two-pass filter's 2584, and 22.3 µs against 22.9 in the
+// final run (bf16: 24.8 against 24.3–25.9). What the remaining
+// instructions are, and what was tried, is in kernels/gpu/README.md.
+
+// g = B − p − δ for p = Lm/T rounded: δ = 2^−10 + (|B| + |p|)·2^−19 is
+// hundreds of times the roundings of g's three steps and of the score's fma
+// (each at most half an ulp of numbers no larger than |B| + |p| + δ), so
+// p + G < p + g ≤ B − ulp(B) and the token's score rounds below B. NaN
+// whenever nothing may be dropped (B = −inf, p = +inf).
+__device__ __forceinline__ float drop_threshold(float bar, float p) {
+    if (p == -INFINITY) return bar > -INFINITY ? INFINITY : NAN;  // no live token in the thread's step
+    const float d = __fadd_rn(bar, -p);
+    const float delta = __fmaf_rn(__fadd_rn(fabsf(bar), fabsf(p)), 1.9073486328125e-06f, 0.0009765625f);
+    return __fadd_rn(d, -delta);
+}
+
+__device__ __forceinline__ float from_ordered(unsigned k) {
+    return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+// A step is "weak" when some lane's threshold g is low: at a warp's first
+// step (bar −inf), or when a lane's logits lie far above the bar (g ≤ 2.5
+// lets through about 1/12 of the tokens by their bits); the bar is raised
+// first by the lower bound of each lane's token with the largest logit.
+constexpr float WEAK_G = 2.5f;
+
+__device__ __forceinline__ void cp_async16(unsigned smem, const void* gmem) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem), "l"(gmem) : "memory");
+}
+
+// The bits filter over the thread's tokens of [start, end), 16 a step, the
+// next step's logits loaded ahead. thr: the top-k threshold, NaN if none.
+// stab: shared memory for the bucket table (upper and lower bound of bucket
+// b at 2b and 2b + 1), copied by cp.async while the first step's Philox
+// runs; every warp of the block runs the same number of steps (lanes past
+// the end hold NaN logits), so the one barrier, in the first step, is met
+// by all.
+template <typename T>
+__device__ __forceinline__ void bits_filter(Cand& c, const T* __restrict__ lr, unsigned start, unsigned end, bool vec,
+                                           float thr, unsigned long long pos, unsigned stream, float inv_t,
+                                           const float* __restrict__ tab, float* stab, const GumbelArgs& args) {
+    constexpr int G = 4;
+    const unsigned step = G * blockDim.x;
+    float next[G][4];
+    auto load = [&](unsigned q, float (&l)[G][4]) {
+        if (vec && 4 * (q + (G - 1) * blockDim.x) + 4 <= end) {
+#pragma unroll
+            for (int g = 0; g < G; ++g) load4v(lr, 4 * (q + g * blockDim.x), l[g]);
+            return;
+        }
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            const unsigned qg = q + g * blockDim.x;
+            if (4 * qg < end) {
+                load4(lr, 4 * qg, end, vec, l[g]);
+            } else {
+#pragma unroll
+                for (int w = 0; w < 4; ++w) l[g][w] = __int_as_float(0x7fc00000);
+            }
+        }
+    };
+    unsigned q = start / 4 + threadIdx.x;
+    load(q, next);
+    {
+        const unsigned base = (unsigned)__cvta_generic_to_shared(stab);
+        for (int k = threadIdx.x; k < BUCKETS / 2; k += blockDim.x) cp_async16(base + 16 * k, tab + 4 * k);
+        asm volatile("cp.async.commit_group;\n" ::: "memory");
+    }
+    // The block's best lower bound (ordered key), raised by atomicMax and
+    // read without barriers (after the first step's): any value read bounds
+    // some token's exact score.
+    __shared__ unsigned block_key;
+    if (threadIdx.x == 0) block_key = ordered(-INFINITY);
+    volatile unsigned* shared_key = &block_key;
+    const unsigned steps = (end - start + 4 * step - 1) / (4 * step);
+    for (unsigned it = 0; it < steps; ++it, q += step) {
+        // The largest logit of each group of four and of the step (NaN
+        // past the end; with top-k, tokens below the threshold count as
+        // NaN: NaN tokens never win and count nowhere). Taken straight from
+        // the loaded registers before they are loaded again: a copy of them
+        // cost 16 moves a step.
+        float lg[G];
+        if (isnan(thr)) {
+#pragma unroll
+            for (int g = 0; g < G; ++g) lg[g] = fmaxf(fmaxf(next[g][0], next[g][1]), fmaxf(next[g][2], next[g][3]));
+        } else {
+            auto f = [&](float v) { return v >= thr ? v : __int_as_float(0x7fc00000); };
+#pragma unroll
+            for (int g = 0; g < G; ++g) {
+                lg[g] = fmaxf(fmaxf(f(next[g][0]), f(next[g][1])), fmaxf(f(next[g][2]), f(next[g][3])));
+            }
+        }
+        const float lm = fmaxf(fmaxf(fmaxf(lg[0], lg[1]), fmaxf(lg[2], lg[3])), -INFINITY);
+        if (it + 1 < steps) load(q + step, next);
+        float bar = it == 0 ? c.lb : fmaxf(from_ordered(*shared_key), c.lb);
+        float gmin = drop_threshold(bar, __fmul_rn(lm, inv_t));
+        const bool weak = __any_sync(0xffffffffu, !(gmin > WEAK_G));
+        // The largest bits of each group of four tokens.
+        unsigned xg[G];
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), q + g * blockDim.x, stream), args);
+            xg[g] = max(max(r.x, r.y), max(r.z, r.w));
+        }
+        if (it == 0) {
+            asm volatile("cp.async.wait_all;\n" ::: "memory");
+            __syncthreads();
+        }
+        if (weak) {
+            // The bits of a token with the largest logit (its group's logits
+            // reloaded and Philox run again, rather than tracked through the
+            // loop above for every step): fma(lm, 1/T, lower bound of its
+            // bucket) bounds its exact score from below; the warp's best
+            // raises the bar.
+            float m = -INFINITY;
+            if (lm > -INFINITY) {
+                const unsigned gi = lg[0] == lm ? 0u : lg[1] == lm ? 1u : lg[2] == lm ? 2u : 3u;
+                const unsigned qg = q + gi * blockDim.x;
+                float lk[4];
+                load4(lr, 4 * qg, end, vec, lk);
+                const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), qg, stream), args);
+                const unsigned xs = lk[0] == lm ? r.x : lk[1] == lm ? r.y : lk[2] == lm ? r.z : r.w;
+                m = __fmaf_rn(lm, inv_t, stab[2 * bucket(xs) + 1]);
+            }
+            unsigned key = __reduce_max_sync(0xffffffffu, ordered(m));
+            unsigned seen = 0;
+            if ((threadIdx.x & 31) == 0) seen = atomicMax(&block_key, key);
+            key = max(key, __shfl_sync(0xffffffffu, seen, 0));
+            bar = fmaxf(bar, from_ordered(key));
+            gmin = drop_threshold(bar, __fmul_rn(lm, inv_t));
+        }
+        const unsigned xm = max(max(xg[0], xg[1]), max(xg[2], xg[3]));
+        // Whether bits x may carry noise of at least g by the table: false
+        // only when every x' ≤ x has noise below g (the bounds rise with the
+        // bucket). NaN g drops nothing.
+        auto may_reach = [&](unsigned x, float g) { return !(stab[2 * bucket(x)] < g); };
+        // The rare thread whose largest bits may reach gmin: its groups
+        // whose largest bits may reach their own threshold (from the
+        // group's largest logit), then each token of those whose bucket's
+        // upper bound reaches the bar, offered to the candidate exactly.
+        if (may_reach(xm, gmin)) {
+            // A mask, not xg[g] in the loop below: a dynamic index would put
+            // xg in local memory.
+            unsigned groups = 0;
+#pragma unroll
+            for (int g = 0; g < G; ++g) {
+                groups |= (unsigned)may_reach(xg[g], drop_threshold(bar, __fmul_rn(lg[g], inv_t))) << g;
+            }
+            const float lb_before = c.lb;
+#pragma unroll 1
+            for (int g = 0; g < G; ++g) {
+                if (!((groups >> g) & 1u)) continue;
+                const unsigned qg = q + g * blockDim.x;
+                float lk[4];
+                load4(lr, 4 * qg, end, vec, lk);
+                const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), qg, stream), args);
+                const unsigned bk[4] = {r.x, r.y, r.z, r.w};
+                // Which tokens reach the bar, decided before any branch.
+                unsigned keep = 0;
+#pragma unroll
+                for (int w = 0; w < 4; ++w) {
+                    const bool k = !(lk[w] < thr) && __fmaf_rn(lk[w], inv_t, stab[2 * bucket(bk[w])]) >= bar;
+                    keep |= (unsigned)k << w;
+                }
+#pragma unroll
+                for (int w = 0; w < 4; ++w) {
+                    if (keep & (1u << w)) consider<false>(c, lk[w], 4 * qg + w, bk[w], inv_t);
+                }
+            }
+            if (c.i != 0xffffffffu && !(c.lb <= lb_before)) atomicMax(&block_key, ordered(c.lb));
+        }
+    }
+}
