@@ -31,6 +31,7 @@ fn main() {
         "fwht_t.cuh",
         "fwht_s.cuh",
         "gumbel_prefilter.cuh",
+        "topk_threshold.cuh",
     ] {
         println!("cargo::rerun-if-changed=src/cuda/{header}");
     }
