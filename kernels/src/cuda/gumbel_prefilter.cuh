@@ -30,8 +30,8 @@
 // published to the block.
 //
 // H100, [64, 131072] f32 at T = 0.8 (the benchmark): 2284 instructions a
-// warp against the two-pass filter's 2584, and 22.3 µs against 22.9 in the
-// final run (bf16: 24.8 against 24.3–25.9). What the remaining
+// warp against the two-pass filter's 2584, and 22.3 µs against 22.7 in the
+// final run (bf16: 23.0 against 24.2–24.6). What the remaining
 // instructions are, and what was tried, is in kernels/gpu/README.md.
 
 // g = B − p − δ for p = Lm/T rounded: δ = 2^−10 + (|B| + |p|)·2^−19 is
