@@ -80,16 +80,7 @@ __device__ __forceinline__ void bits_filter(Cand& c, const T* __restrict__ lr, u
             for (int g = 0; g < G; ++g) load4v(lr, 4 * (q + g * blockDim.x), l[g]);
             return;
         }
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-            const unsigned qg = q + g * blockDim.x;
-            if (4 * qg < end) {
-                load4(lr, 4 * qg, end, vec, l[g]);
-            } else {
-#pragma unroll
-                for (int w = 0; w < 4; ++w) l[g][w] = __int_as_float(0x7fc00000);
-            }
-        }
+        load_groups<T, G>(lr, q, end, vec, l);
     };
     unsigned q = start / 4 + threadIdx.x;
     load(q, next);

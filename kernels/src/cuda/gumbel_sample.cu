@@ -200,6 +200,22 @@ __device__ __forceinline__ void load4(const T* row, unsigned t0, unsigned end, b
     }
 }
 
+// G groups of four logits, group g from token 4·(q + g·blockDim.x); NaN
+// past the end.
+template <typename T, int G>
+__device__ __forceinline__ void load_groups(const T* row, unsigned q, unsigned end, bool vec, float (&l)[G][4]) {
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        const unsigned qg = q + g * blockDim.x;
+        if (4 * qg < end) {
+            load4(row, 4 * qg, end, vec, l[g]);
+        } else {
+#pragma unroll
+            for (int w = 0; w < 4; ++w) l[g][w] = __int_as_float(0x7fc00000);
+        }
+    }
+}
+
 // The thread's running candidate: token ci (0xffffffff: none yet), its
 // Philox bits and logit, and bounds lb ≤ exact score ≤ ub (equal once known).
 struct Cand {
@@ -299,18 +315,7 @@ __device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsi
                                          const GumbelArgs& args) {
     const unsigned step = G * blockDim.x;
     float next[G][4];
-    auto load = [&](unsigned q, float (&l)[G][4]) {
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-            const unsigned qg = q + g * blockDim.x;
-            if (4 * qg < end) {
-                load4(lr, 4 * qg, end, vec, l[g]);
-            } else {
-#pragma unroll
-                for (int w = 0; w < 4; ++w) l[g][w] = __int_as_float(0x7fc00000);
-            }
-        }
-    };
+    auto load = [&](unsigned q, float (&l)[G][4]) { load_groups<T, G>(lr, q, end, vec, l); };
     unsigned q = start / 4 + threadIdx.x;
     load(q, next);
     load_table(tab, tab_hi, tab_lo);
