@@ -7,7 +7,10 @@
 #   bash run_h100.sh [DIR]   DIR holds what build.sh packed (default: this
 #                            script's folder)
 # WB_PARITY_FILTER (a test name filter) and WB_BENCH_ARGS (e.g. `--only
-# hadamard`) narrow a run while tuning; the final run uses neither.
+# hadamard`) narrow a run while tuning; the final run uses neither. With
+# WB_NCU=1, WB_NCU_KERNELS replaces the profiled kernels' name filter and
+# WB_NCU_SECTIONS adds Nsight Compute sections (e.g. `--section
+# SourceCounters`).
 set -uo pipefail
 DIR=${1:-$(cd "$(dirname "$0")" && pwd)}
 OUT=${OUT:-$PWD/gpu-out}
