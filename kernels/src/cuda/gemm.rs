@@ -31,7 +31,9 @@ fn threads(tile: (usize, usize)) -> u32 {
 /// the host `Arc` alive, so its address is never reused).
 fn upload_map(dev: &CudaDevice, map: &Arc<[u32]>) -> Result<Arc<CudaSlice<u32>>> {
     type Key = (candle_core::cuda::DeviceId, usize);
-    static CACHE: Mutex<Option<HashMap<Key, (Arc<[u32]>, Arc<CudaSlice<u32>>)>>> = Mutex::new(None);
+    // The host map (kept alive) and its device copy.
+    type Entry = (Arc<[u32]>, Arc<CudaSlice<u32>>);
+    static CACHE: Mutex<Option<HashMap<Key, Entry>>> = Mutex::new(None);
     let key = (dev.id(), Arc::as_ptr(map) as *const u32 as usize);
     let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let cache = guard.get_or_insert_with(HashMap::new);
