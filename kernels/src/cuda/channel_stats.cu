@@ -20,22 +20,40 @@ __device__ __forceinline__ void partials(const T* __restrict__ x, float* __restr
     const long long r0 = (long long)blockIdx.y * block_rows;
     const long long r1 = min(r0 + block_rows, rows);
     float count = 0.0f, mean = 0.0f, m2 = 0.0f, m3 = 0.0f, m4 = 0.0f, absmax = 0.0f;
-    for (long long r = r0; r < r1; ++r) {
-        const float v = to_f32(x[r * channels + c]);
-        if (isnan(v)) continue;
-        const float n1 = count;
-        const float n = count + 1.0f;
-        const float delta = v - mean;
-        const int k = (int)count;
-        const float dn = delta * (k < table ? inv[k] : 1.0f / n);
-        const float dn2 = dn * dn;
-        const float t1 = delta * dn * n1;
-        m4 = m4 + t1 * dn2 * (n * n - 3.0f * n + 3.0f) + 6.0f * dn2 * m2 - 4.0f * dn * m3;
-        m3 = m3 + t1 * dn * (n - 2.0f) - 3.0f * dn * m2;
-        m2 = m2 + t1;
-        mean = mean + dn;
-        count = n;
-        absmax = fmaxf(absmax, fabsf(v));
+    // Rows in batches of B, the next batch's loads issued before this
+    // batch's updates (one row at a time, each waited a memory latency: H100
+    // 0.20 of copy for [16384, 4096]; batches of 8 without the overlap,
+    // 0.39); the updates keep the CPU's order.
+    constexpr int B = 16;
+    auto load = [&](long long rb, float (&vb)[B]) {
+#pragma unroll
+        for (int j = 0; j < B; ++j) vb[j] = rb + j < r1 ? to_f32(x[(rb + j) * channels + c]) : __int_as_float(0x7fc00000);
+    };
+    float next[B];
+    load(r0, next);
+    for (long long rb = r0; rb < r1; rb += B) {
+        float vb[B];
+#pragma unroll
+        for (int j = 0; j < B; ++j) vb[j] = next[j];
+        if (rb + B < r1) load(rb + B, next);
+#pragma unroll
+        for (int j = 0; j < B; ++j) {
+            const float v = vb[j];
+            if (isnan(v)) continue;
+            const float n1 = count;
+            const float n = count + 1.0f;
+            const float delta = v - mean;
+            const int k = (int)count;
+            const float dn = delta * (k < table ? inv[k] : 1.0f / n);
+            const float dn2 = dn * dn;
+            const float t1 = delta * dn * n1;
+            m4 = m4 + t1 * dn2 * (n * n - 3.0f * n + 3.0f) + 6.0f * dn2 * m2 - 4.0f * dn * m3;
+            m3 = m3 + t1 * dn * (n - 2.0f) - 3.0f * dn * m2;
+            m2 = m2 + t1;
+            mean = mean + dn;
+            count = n;
+            absmax = fmaxf(absmax, fabsf(v));
+        }
     }
     float* o = out + ((long long)blockIdx.y * channels + c) * 6;
     o[0] = count;
