@@ -354,6 +354,23 @@ fn exact_rule(settings: &Settings, p: &[f64], qs: &[&[f64]]) -> Option<f64> {
     })
 }
 
+/// How the drafter draws branch `branch`: under the `gumbel` rule on the
+/// target's own stream, the branches' first tokens distinct; otherwise on
+/// the branch's own stream.
+fn draft_draw(shaping: Shaping, seed: u64, branch: usize, gumbel: bool) -> DraftDraw {
+    DraftDraw {
+        shaping,
+        seed,
+        stream: if gumbel {
+            STREAM_TARGET
+        } else {
+            draft_stream(branch)
+        },
+        branch,
+        distinct: gumbel,
+    }
+}
+
 fn record(settings: &Settings, index: usize, accepted: bool, p: &[f64], qs: &[&[f64]]) -> Verified {
     Verified {
         index,
@@ -406,17 +423,7 @@ pub fn speculative(
         let mut chains: Vec<Vec<Draft>> = Vec::new();
         if gamma > 0 {
             for branch in 0..settings.branches {
-                let draw = DraftDraw {
-                    shaping,
-                    seed,
-                    stream: if gumbel {
-                        STREAM_TARGET
-                    } else {
-                        draft_stream(branch)
-                    },
-                    branch,
-                    distinct: gumbel,
-                };
+                let draw = draft_draw(shaping, seed, branch, gumbel);
                 let chain = drafter.propose(&sequence, gamma, draw)?;
                 if !chain.is_empty() {
                     chains.push(chain);
@@ -519,17 +526,7 @@ fn tree_round(
             children: settings.branches,
             max_nodes: settings.tree_nodes,
         };
-        let draw = DraftDraw {
-            shaping,
-            seed,
-            stream: if gumbel {
-                STREAM_TARGET
-            } else {
-                draft_stream(0)
-            },
-            branch: 0,
-            distinct: gumbel,
-        };
+        let draw = draft_draw(shaping, seed, 0, gumbel);
         drafter.propose_tree(sequence, spec, draw)?
     } else {
         DraftTree::new()
