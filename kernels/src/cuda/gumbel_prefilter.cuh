@@ -60,6 +60,30 @@ __device__ __forceinline__ void cp_async16(unsigned smem, const void* gmem) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem), "l"(gmem) : "memory");
 }
 
+// The best lower bound of an exact score published by any block of the
+// row in this launch: a 64-bit word per row, (epoch << 32) | ordered key,
+// raised by atomicMax. The epoch (one per launch, never 0; the scratch
+// starts at 0) makes words of earlier launches read as "nothing", so no
+// block has to reset the word and no late atomic of one launch can leak
+// into the next. Any value read bounds some token's exact score in the
+// row, so it may serve as the bar exactly as the block's own does.
+struct RowBar {
+    unsigned long long* word;
+    unsigned epoch;
+    __device__ __forceinline__ unsigned long long read() const {
+        unsigned long long v;
+        asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];\n" : "=l"(v) : "l"(word) : "memory");
+        return v;
+    }
+    __device__ __forceinline__ float value(unsigned long long v) const {
+        return (unsigned)(v >> 32) == epoch ? from_ordered((unsigned)v) : -INFINITY;
+    }
+    __device__ __forceinline__ void raise(unsigned key) const {
+        const unsigned long long v = ((unsigned long long)epoch << 32) | key;
+        asm volatile("red.relaxed.gpu.global.max.u64 [%0], %1;\n" ::"l"(word), "l"(v) : "memory");
+    }
+};
+
 // The bits filter over the thread's tokens of [start, end), 16 a step, the
 // next step's logits loaded ahead. thr: the top-k threshold, NaN if none.
 // stab: shared memory for the bucket table (upper and lower bound of bucket
@@ -67,10 +91,15 @@ __device__ __forceinline__ void cp_async16(unsigned smem, const void* gmem) {
 // runs; every warp of the block runs the same number of steps (lanes past
 // the end hold NaN logits), so the one barrier, in the first step, is met
 // by all.
+//
+// The row's blocks share their bar too, through `row_bar` (see RowBar):
+// read every step, raised whenever the block's is. Returns the best bar the
+// block knows at the end, which lets the end skip candidates below it.
 template <typename T>
-__device__ __forceinline__ void bits_filter(Cand& c, const T* __restrict__ lr, unsigned start, unsigned end, bool vec,
-                                           float thr, unsigned long long pos, unsigned stream, float inv_t,
-                                           const float* __restrict__ tab, float* stab, const GumbelArgs& args) {
+__device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, unsigned start, unsigned end, bool vec,
+                                            float thr, unsigned long long pos, unsigned stream, float inv_t,
+                                            const float* __restrict__ tab, float* stab, const RowBar& row_bar,
+                                            const GumbelArgs& args) {
     constexpr int G = 4;
     const unsigned step = G * blockDim.x;
     float next[G][4];
@@ -115,9 +144,9 @@ __device__ __forceinline__ void bits_filter(Cand& c, const T* __restrict__ lr, u
         }
         const float lm = fmaxf(fmaxf(fmaxf(lg[0], lg[1]), fmaxf(lg[2], lg[3])), -INFINITY);
         if (it + 1 < steps) load(q + step, next);
-        float bar = it == 0 ? c.lb : fmaxf(from_ordered(*shared_key), c.lb);
-        float gmin = drop_threshold(bar, __fmul_rn(lm, inv_t));
-        const bool weak = __any_sync(0xffffffffu, !(gmin > WEAK_G));
+        // The row's bar, read now and used after Philox, which hides the
+        // L2 latency.
+        const unsigned long long row_word = row_bar.read();
         // The largest bits of each group of four tokens.
         unsigned xg[G];
 #pragma unroll
@@ -125,6 +154,9 @@ __device__ __forceinline__ void bits_filter(Cand& c, const T* __restrict__ lr, u
             const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), q + g * blockDim.x, stream), args);
             xg[g] = max(max(r.x, r.y), max(r.z, r.w));
         }
+        float bar = fmaxf(it == 0 ? c.lb : fmaxf(from_ordered(*shared_key), c.lb), row_bar.value(row_word));
+        float gmin = drop_threshold(bar, __fmul_rn(lm, inv_t));
+        const bool weak = __any_sync(0xffffffffu, !(gmin > WEAK_G));
         if (it == 0) {
             asm volatile("cp.async.wait_all;\n" ::: "memory");
             __syncthreads();
@@ -147,7 +179,10 @@ __device__ __forceinline__ void bits_filter(Cand& c, const T* __restrict__ lr, u
             }
             unsigned key = __reduce_max_sync(0xffffffffu, ordered(m));
             unsigned seen = 0;
-            if ((threadIdx.x & 31) == 0) seen = atomicMax(&block_key, key);
+            if ((threadIdx.x & 31) == 0) {
+                seen = atomicMax(&block_key, key);
+                row_bar.raise(key);
+            }
             key = max(key, __shfl_sync(0xffffffffu, seen, 0));
             bar = fmaxf(bar, from_ordered(key));
             gmin = drop_threshold(bar, __fmul_rn(lm, inv_t));
@@ -190,7 +225,11 @@ __device__ __forceinline__ void bits_filter(Cand& c, const T* __restrict__ lr, u
                     if (keep & (1u << w)) consider<false>(c, lk[w], 4 * qg + w, bk[w], inv_t);
                 }
             }
-            if (c.i != 0xffffffffu && !(c.lb <= lb_before)) atomicMax(&block_key, ordered(c.lb));
+            if (c.i != 0xffffffffu && !(c.lb <= lb_before)) {
+                atomicMax(&block_key, ordered(c.lb));
+                row_bar.raise(ordered(c.lb));
+            }
         }
     }
+    return fmaxf(from_ordered(*shared_key), row_bar.value(row_bar.read()));
 }

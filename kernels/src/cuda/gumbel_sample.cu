@@ -427,6 +427,7 @@ __device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsi
 template <typename T, bool EXACT_ONLY, int FILTER = 0>
 __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const float* __restrict__ thresholds,
                                             unsigned long long* __restrict__ keys, unsigned* __restrict__ tickets,
+                                            unsigned long long* __restrict__ bars, unsigned epoch,
                                             unsigned* __restrict__ tokens, float* __restrict__ scores, unsigned vocab,
                                             unsigned chunk, unsigned stream, float inv_t, int vec,
                                             const float* __restrict__ tab, const GumbelArgs& args) {
@@ -452,9 +453,13 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
     // Four groups of four tokens per step, loads first so that they overlap.
     constexpr int G = 4;
     const unsigned q0 = start / 4 + threadIdx.x;
+    // A lower bound of some token's exact score in the row, known to the
+    // block at the end (FILTER 4): candidates whose upper bound is below it
+    // cannot win and get no exact score.
+    float known = -INFINITY;
     if constexpr (FILTER == 4 && !EXACT_ONLY) {
-        bits_filter<T>(c, lr, start, end, vec != 0, thresholds != nullptr ? thr : NAN, pos, stream, inv_t, tab, tab_hi,
-                       args);
+        known = bits_filter<T>(c, lr, start, end, vec != 0, thresholds != nullptr ? thr : NAN, pos, stream, inv_t,
+                               tab, tab_hi, RowBar{bars + row, epoch}, args);
     } else if constexpr (FILTER > 0 && !EXACT_ONLY) {
         constexpr int G2 = FILTER == 2 ? 2 : 4;
         two_pass<T, G2, FILTER != 1>(c, lr, start, end, vec != 0, thresholds != nullptr ? thr : NAN, pos, stream,
@@ -490,7 +495,7 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
         }
     }
     // Lanes whose candidate may still be the warp's best get its exact score.
-    float lbw = c.i == 0xffffffffu ? -INFINITY : c.lb;
+    float lbw = fmaxf(c.i == 0xffffffffu ? -INFINITY : c.lb, known);
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) lbw = fmaxf(lbw, __shfl_xor_sync(0xffffffffu, lbw, off));
     Best best = {__int_as_float(0x7fc00000), 0xffffffffu};
@@ -545,12 +550,13 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
 
 #define GUMBEL_K(T, NAME, PRE, EXACT, FILTER, BOUNDS)                                                      \
     extern "C" __global__ void BOUNDS PRE##NAME(const T* logits, const float* thresholds,                     \
-                                                unsigned long long* keys, unsigned* tickets, unsigned* tokens, \
+                                                unsigned long long* keys, unsigned* tickets,                   \
+                                                unsigned long long* bars, unsigned epoch, unsigned* tokens,    \
                                                 float* scores, unsigned vocab, unsigned chunk,                 \
                                                 unsigned stream, float inv_t, int vec, const float* tab,       \
                                                 const GumbelArgs args) {                                       \
-        gumbel_main<T, EXACT, FILTER>(logits, thresholds, keys, tickets, tokens, scores, vocab, chunk, stream, \
-                                      inv_t, vec, tab, args);                                                  \
+        gumbel_main<T, EXACT, FILTER>(logits, thresholds, keys, tickets, bars, epoch, tokens, scores, vocab,   \
+                                      chunk, stream, inv_t, vec, tab, args);                           \
     }
 #define GUMBEL(T, NAME)                                                                                       \
     GUMBEL_K(T, NAME, gumbel_, false, 0, __launch_bounds__(256, 4))                                          \

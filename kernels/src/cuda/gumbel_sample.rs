@@ -75,12 +75,31 @@ impl GumbelArgs {
 
 /// Per-device scratch kept between calls: a winner key and a block ticket
 /// per row (zero between calls: the kernel's last block of each row resets
-/// them) and the top-k thresholds.
+/// them), the row's shared bar (`RowBar` in `gumbel_prefilter.cuh`: words
+/// tagged by the launch's epoch, so nothing resets them) and the top-k
+/// thresholds.
 struct Scratch {
     rows: usize,
     keys: CudaSlice<u64>,
     tickets: CudaSlice<u32>,
+    bars: CudaSlice<u64>,
+    epoch: u32,
     thresholds: CudaSlice<f32>,
+}
+
+impl Scratch {
+    /// A fresh epoch for the next launch. Epoch 0 is what zeroed words
+    /// carry, so it is never handed out; when the counter wraps, the bars
+    /// are allocated zeroed again, so that a word left by a launch 2^32 launches ago
+    /// cannot pass for the current one.
+    fn next_epoch(&mut self, dev: &CudaDevice) -> Result<u32> {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.bars = dev.alloc_zeros::<u64>(self.rows)?;
+            self.epoch = 1;
+        }
+        Ok(self.epoch)
+    }
 }
 
 type ScratchMap = HashMap<candle_core::cuda::DeviceId, Scratch>;
@@ -91,7 +110,7 @@ fn scratch<'a>(
     guard: &'a mut MutexGuard<'static, Option<ScratchMap>>,
     dev: &CudaDevice,
     rows: usize,
-) -> Result<&'a Scratch> {
+) -> Result<&'a mut Scratch> {
     let map = guard.get_or_insert_with(HashMap::new);
     let fresh = map.get(&dev.id()).is_none_or(|s| s.rows < rows);
     if fresh {
@@ -102,11 +121,13 @@ fn scratch<'a>(
                 rows,
                 keys: dev.alloc_zeros::<u64>(rows)?,
                 tickets: dev.alloc_zeros::<u32>(rows)?,
+                bars: dev.alloc_zeros::<u64>(rows)?,
+                epoch: 0,
                 thresholds: alloc::<f32>(dev, rows)?,
             },
         );
     }
-    Ok(&map[&dev.id()])
+    Ok(map.get_mut(&dev.id()).expect("inserted above"))
 }
 
 static SCRATCH: Mutex<Option<ScratchMap>> = Mutex::new(None);
@@ -121,7 +142,7 @@ fn launch_main(
     x: u64,
     eb: usize,
     vec: i32,
-    sc: &Scratch,
+    sc: &mut Scratch,
     thresholds: bool,
     tokens: u64,
     scores: u64,
@@ -153,6 +174,7 @@ fn launch_main(
         } else {
             0u64
         };
+        let epoch = sc.next_epoch(dev)?;
         launch!(
             dev,
             GUMBEL_SAMPLE,
@@ -162,6 +184,8 @@ fn launch_main(
             pt,
             dptr(dev, &sc.keys, r0),
             dptr(dev, &sc.tickets, r0),
+            dptr(dev, &sc.bars, r0),
+            epoch,
             tokens + (r0 * 4) as u64,
             scores + (r0 * 4) as u64,
             vocab as u32,
@@ -311,7 +335,7 @@ pub(crate) fn main_kernel_ms(
     let (pt, ps) = (dptr(&dev, &tokens, 0), dptr(&dev, &scores, 0));
     let mut guard = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
     let sc = scratch(&mut guard, &dev, batch)?;
-    let once = || {
+    let mut once = || {
         launch_main(
             g, &dev, t, x, eb, vec, sc, false, pt, ps, batch, vocab, positions, false,
         )
