@@ -125,6 +125,7 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
     if (threadIdx.x == 0) block_key = ordered(-INFINITY);
     volatile unsigned* shared_key = &block_key;
     const unsigned steps = (end - start + 4 * step - 1) / (4 * step);
+    unsigned long long row_word = 0;
     for (unsigned it = 0; it < steps; ++it, q += step) {
         // The largest logit of each group of four and of the step (NaN
         // past the end; with top-k, tokens below the threshold count as
@@ -144,9 +145,8 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
         }
         const float lm = fmaxf(fmaxf(fmaxf(lg[0], lg[1]), fmaxf(lg[2], lg[3])), -INFINITY);
         if (it + 1 < steps) load(q + step, next);
-        // The row's bar, read now and used after Philox, which hides the
-        // L2 latency.
-        const unsigned long long row_word = row_bar.read();
+        // The row's bar: an L2 round trip, issued before Philox.
+        const unsigned long long row_read = row_bar.read();
         // The largest bits of each group of four tokens.
         unsigned xg[G];
 #pragma unroll
@@ -154,6 +154,13 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
             const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), q + g * blockDim.x, stream), args);
             xg[g] = max(max(r.x, r.y), max(r.z, r.w));
         }
+        const unsigned xm = max(max(xg[0], xg[1]), max(xg[2], xg[3]));
+        // Used only after Philox: left alone, the compiler waited for the
+        // read in the middle of it (the kernel's largest stall, 26 % of the
+        // samples); reading it a step ahead cost more slow paths and
+        // registers than it saved. The dependence on xm forces the order,
+        // and dropping the word when xm == 0 only loses information.
+        row_word = xm == 0u ? 0ull : row_read;
         float bar = fmaxf(it == 0 ? c.lb : fmaxf(from_ordered(*shared_key), c.lb), row_bar.value(row_word));
         float gmin = drop_threshold(bar, __fmul_rn(lm, inv_t));
         const bool weak = __any_sync(0xffffffffu, !(gmin > WEAK_G));
@@ -187,7 +194,6 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
             bar = fmaxf(bar, from_ordered(key));
             gmin = drop_threshold(bar, __fmul_rn(lm, inv_t));
         }
-        const unsigned xm = max(max(xg[0], xg[1]), max(xg[2], xg[3]));
         // Whether bits x may carry noise of at least g by the table: false
         // only when every x' ≤ x has noise below g (the bounds rise with the
         // bucket). NaN g drops nothing.
@@ -231,5 +237,5 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
             }
         }
     }
-    return fmaxf(from_ordered(*shared_key), row_bar.value(row_bar.read()));
+    return fmaxf(from_ordered(*shared_key), row_bar.value(row_word));
 }

@@ -510,8 +510,9 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
     }
     // Each warp offers its best to the block by a shared-memory atomic, and
     // the block's last warp offers the block's to the row: no barrier (one
-    // made early warps wait for the block's slowest) and one global fence
-    // a block (one a warp stalled the warps 8 % of the time).
+    // made early warps wait for the block's slowest) and one global
+    // ordering point a block (a fence a warp stalled the warps 8 % of the
+    // time).
     if ((threadIdx.x & 31) == 0) {
         if (!isnan(best.s)) {
             atomicMax(&block_best, ((unsigned long long)ordered(best.s) << 32) | (0xffffffffu - best.i));
@@ -522,12 +523,18 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
             __threadfence_block();
             const unsigned long long key = atomicOr(&block_best, 0ull);
             if (key != 0) atomicMax(keys + row, key);
-            __threadfence();
         }
-        if (last_warp && atomicAdd(tickets + row, 1u) == gridDim.x - 1) {
+        // The ticket taken with acquire-release semantics: the block's key
+        // is in before its ticket counts, and the row's last block sees
+        // every block's key (two fences did this before: 2 % of the
+        // kernel's stall samples).
+        unsigned ticket = 0;
+        if (last_warp) {
+            asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;\n" : "=r"(ticket) : "l"(tickets + row) : "memory");
+        }
+        if (last_warp && ticket == gridDim.x - 1) {
             // Every block of the row has offered: finish, and reset the
             // scratch for the next call.
-            __threadfence();
             const unsigned long long key = atomicExch(keys + row, 0ull);
             tickets[row] = 0;
             if (key == 0) {
