@@ -56,10 +56,6 @@ __device__ __forceinline__ float from_ordered(unsigned k) {
 // first by the lower bound of each lane's token with the largest logit.
 constexpr float WEAK_G = 2.5f;
 
-__device__ __forceinline__ void cp_async16(unsigned smem, const void* gmem) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem), "l"(gmem) : "memory");
-}
-
 // The best lower bound of an exact score published by any block of the
 // row in this launch: a 64-bit word per row, (epoch << 32) | ordered key,
 // raised by atomicMax. The epoch (one per launch, never 0; the scratch
@@ -67,6 +63,9 @@ __device__ __forceinline__ void cp_async16(unsigned smem, const void* gmem) {
 // block has to reset the word and no late atomic of one launch can leak
 // into the next. Any value read bounds some token's exact score in the
 // row, so it may serve as the bar exactly as the block's own does.
+// Rows' words 128 bytes apart: each in a cache line of its own (the
+// blocks of every row read theirs each step and raise it by atomics).
+constexpr unsigned BAR_STRIDE = 16;
 struct RowBar {
     unsigned long long* word;
     unsigned epoch;
@@ -84,10 +83,15 @@ struct RowBar {
     }
 };
 
+// The block size of the bits filter, which its launch uses (`gumbel_bits_*`
+// in gumbel_sample.rs): as a constant, a step's four loads are one address
+// and immediate offsets instead of 32 instructions of 64-bit arithmetic.
+constexpr unsigned BITS_BLOCK = 256;
+
 // The bits filter over the thread's tokens of [start, end), 16 a step, the
 // next step's logits loaded ahead. thr: the top-k threshold, NaN if none.
 // stab: shared memory for the bucket table (upper and lower bound of bucket
-// b at 2b and 2b + 1), copied by cp.async while the first step's Philox
+// b at 2b and 2b + 1), copied by one bulk copy while the first step's Philox
 // runs; every warp of the block runs the same number of steps (lanes past
 // the end hold NaN logits), so the one barrier, in the first step, is met
 // by all.
@@ -101,22 +105,36 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
                                             const float* __restrict__ tab, float* stab, const RowBar& row_bar,
                                             const GumbelArgs& args) {
     constexpr int G = 4;
-    const unsigned step = G * blockDim.x;
+    const unsigned step = G * BITS_BLOCK;
     float next[G][4];
     auto load = [&](unsigned q, float (&l)[G][4]) {
-        if (vec && 4 * (q + (G - 1) * blockDim.x) + 4 <= end) {
+        if (vec && 4 * (q + (G - 1) * BITS_BLOCK) + 4 <= end) {
+            // One 64-bit address a step, the groups at immediate offsets.
+            const T* p = lr + 4 * (unsigned long long)q;
 #pragma unroll
-            for (int g = 0; g < G; ++g) load4v(lr, 4 * (q + g * blockDim.x), l[g]);
+            for (int g = 0; g < G; ++g) load4v(p, 4 * g * BITS_BLOCK, l[g]);
             return;
         }
         load_groups<T, G>(lr, q, end, vec, l);
     };
+    if (blockDim.x != BITS_BLOCK) __trap();  // a launch of another size would skip tokens
     unsigned q = start / 4 + threadIdx.x;
     load(q, next);
-    {
-        const unsigned base = (unsigned)__cvta_generic_to_shared(stab);
-        for (int k = threadIdx.x; k < BUCKETS / 2; k += blockDim.x) cp_async16(base + 16 * k, tab + 4 * k);
-        asm volatile("cp.async.commit_group;\n" ::: "memory");
+    // The table by one bulk copy (the tensor memory accelerator), issued by
+    // one thread and waited for at the first step's barrier: 16 KiB that
+    // took every thread four cp.async and their address arithmetic.
+    __shared__ __align__(8) unsigned long long table_bar;
+    const unsigned table_bar_s = (unsigned)__cvta_generic_to_shared(&table_bar);
+    if (threadIdx.x == 0) {
+        constexpr unsigned BYTES = 2 * BUCKETS * sizeof(float);
+        asm volatile(
+            "mbarrier.init.shared::cta.b64 [%0], 1;\n"
+            "fence.mbarrier_init.release.cluster;\n"
+            "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n"
+            "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%2], [%3], %1, [%0];\n" ::"r"(
+                table_bar_s),
+            "r"(BYTES), "r"((unsigned)__cvta_generic_to_shared(stab)), "l"(tab)
+            : "memory");
     }
     // The block's best lower bound (ordered key), raised by atomicMax and
     // read without barriers (after the first step's): any value read bounds
@@ -127,6 +145,18 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
     const unsigned steps = (end - start + 4 * step - 1) / (4 * step);
     unsigned long long row_word = 0;
     for (unsigned it = 0; it < steps; ++it, q += step) {
+        // The row's bar: an L2 round trip, issued before Philox.
+        const unsigned long long row_read = row_bar.read();
+        // The largest bits of each group of four tokens, first: Philox
+        // does not need the logits, so at the first step it runs while
+        // the block's first loads (a quarter of the grid's data at once)
+        // are on their way.
+        unsigned xg[G];
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), q + g * BITS_BLOCK, stream), args);
+            xg[g] = max(max(r.x, r.y), max(r.z, r.w));
+        }
         // The largest logit of each group of four and of the step (NaN
         // past the end; with top-k, tokens below the threshold count as
         // NaN: NaN tokens never win and count nowhere). Taken straight from
@@ -145,15 +175,6 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
         }
         const float lm = fmaxf(fmaxf(fmaxf(lg[0], lg[1]), fmaxf(lg[2], lg[3])), -INFINITY);
         if (it + 1 < steps) load(q + step, next);
-        // The row's bar: an L2 round trip, issued before Philox.
-        const unsigned long long row_read = row_bar.read();
-        // The largest bits of each group of four tokens.
-        unsigned xg[G];
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-            const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), q + g * blockDim.x, stream), args);
-            xg[g] = max(max(r.x, r.y), max(r.z, r.w));
-        }
         const unsigned xm = max(max(xg[0], xg[1]), max(xg[2], xg[3]));
         // Used only after Philox: left alone, the compiler waited for the
         // read in the middle of it (the kernel's largest stall, 26 % of the
@@ -165,8 +186,15 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
         float gmin = drop_threshold(bar, __fmul_rn(lm, inv_t));
         const bool weak = __any_sync(0xffffffffu, !(gmin > WEAK_G));
         if (it == 0) {
-            asm volatile("cp.async.wait_all;\n" ::: "memory");
+            // The barrier first (the mbarrier's initialisation and
+            // block_key's are then visible), then the table's arrival.
             __syncthreads();
+            asm volatile(
+                "{\n.reg .pred done;\n"
+                "wait:\n"
+                "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], 0;\n"
+                "@!done bra wait;\n}\n" ::"r"(table_bar_s)
+                : "memory");
         }
         if (weak) {
             // The bits of a token with the largest logit (its group's logits
@@ -177,7 +205,7 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
             float m = -INFINITY;
             if (lm > -INFINITY) {
                 const unsigned gi = lg[0] == lm ? 0u : lg[1] == lm ? 1u : lg[2] == lm ? 2u : 3u;
-                const unsigned qg = q + gi * blockDim.x;
+                const unsigned qg = q + gi * BITS_BLOCK;
                 float lk[4];
                 load4(lr, 4 * qg, end, vec, lk);
                 const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), qg, stream), args);
@@ -214,7 +242,7 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
 #pragma unroll 1
             for (int g = 0; g < G; ++g) {
                 if (!((groups >> g) & 1u)) continue;
-                const unsigned qg = q + g * blockDim.x;
+                const unsigned qg = q + g * BITS_BLOCK;
                 float lk[4];
                 load4(lr, 4 * qg, end, vec, lk);
                 const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), qg, stream), args);

@@ -459,7 +459,7 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
     float known = -INFINITY;
     if constexpr (FILTER == 4 && !EXACT_ONLY) {
         known = bits_filter<T>(c, lr, start, end, vec != 0, thresholds != nullptr ? thr : NAN, pos, stream, inv_t,
-                               tab, tab_hi, RowBar{bars + row, epoch}, args);
+                               tab, tab_hi, RowBar{bars + BAR_STRIDE * row, epoch}, args);
     } else if constexpr (FILTER > 0 && !EXACT_ONLY) {
         constexpr int G2 = FILTER == 2 ? 2 : 4;
         two_pass<T, G2, FILTER != 1>(c, lr, start, end, vec != 0, thresholds != nullptr ? thr : NAN, pos, stream,
@@ -502,11 +502,14 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
     if (c.i != 0xffffffffu && !(c.ub < lbw)) {
         best = {c.known ? c.lb : exact_score(c.l, inv_t, c.bits), c.i};
     }
+    // (Below the bar, most warps have no lane left to offer.)
+    if (__any_sync(0xffffffffu, !isnan(best.s))) {
 #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) {
-        const float s = __shfl_down_sync(0xffffffffu, best.s, off);
-        const unsigned i = __shfl_down_sync(0xffffffffu, best.i, off);
-        offer(best, s, i);
+        for (int off = 16; off > 0; off >>= 1) {
+            const float s = __shfl_down_sync(0xffffffffu, best.s, off);
+            const unsigned i = __shfl_down_sync(0xffffffffu, best.i, off);
+            offer(best, s, i);
+        }
     }
     // Each warp offers its best to the block by a shared-memory atomic, and
     // the block's last warp offers the block's to the row: no barrier (one

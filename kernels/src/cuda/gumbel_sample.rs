@@ -73,6 +73,9 @@ impl GumbelArgs {
     }
 }
 
+/// Words between two rows' bars (`BAR_STRIDE` in `gumbel_prefilter.cuh`).
+const BAR_STRIDE: usize = 16;
+
 /// Per-device scratch kept between calls: a winner key and a block ticket
 /// per row (zero between calls: the kernel's last block of each row resets
 /// them), the row's shared bar (`RowBar` in `gumbel_prefilter.cuh`: words
@@ -95,7 +98,7 @@ impl Scratch {
     fn next_epoch(&mut self, dev: &CudaDevice) -> Result<u32> {
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
-            self.bars = dev.alloc_zeros::<u64>(self.rows)?;
+            self.bars = dev.alloc_zeros::<u64>(self.rows * BAR_STRIDE)?;
             self.epoch = 1;
         }
         Ok(self.epoch)
@@ -121,7 +124,7 @@ fn scratch<'a>(
                 rows,
                 keys: dev.alloc_zeros::<u64>(rows)?,
                 tickets: dev.alloc_zeros::<u32>(rows)?,
-                bars: dev.alloc_zeros::<u64>(rows)?,
+                bars: dev.alloc_zeros::<u64>(rows * BAR_STRIDE)?,
                 epoch: 0,
                 thresholds: alloc::<f32>(dev, rows)?,
             },
@@ -184,7 +187,7 @@ fn launch_main(
             pt,
             dptr(dev, &sc.keys, r0),
             dptr(dev, &sc.tickets, r0),
-            dptr(dev, &sc.bars, r0),
+            dptr(dev, &sc.bars, r0 * BAR_STRIDE),
             epoch,
             tokens + (r0 * 4) as u64,
             scores + (r0 * 4) as u64,
