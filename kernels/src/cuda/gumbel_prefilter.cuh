@@ -27,12 +27,13 @@
 // B must be good from the start: at the first step of a warp (or any step
 // where some lane's g is low) each lane's token with the largest logit
 // gets the lower bound of its score from its bucket, and the warp's best is
-// published to the block.
+// published to the block and, through RowBar, to the row's other blocks.
 //
-// H100, [64, 131072] f32 at T = 0.8 (the benchmark): 2284 instructions a
-// warp against the two-pass filter's 2584, and 22.3 µs against 22.7 in the
-// final run (bf16: 23.0 against 24.2–24.6). What the remaining
-// instructions are, and what was tried, is in kernels/gpu/README.md.
+// H100, [64, 131072] f32 at T = 0.8 (the benchmark): ~1860 instructions a
+// warp against the two-pass filter's 2584, and 20.2 µs against 22.8 in the
+// fifth round's final run (bf16: 20.0 against 24.3–25.0). What the
+// remaining instructions are, and what was tried, is in
+// kernels/gpu/README.md.
 
 // g = B − p − δ for p = Lm/T rounded: δ = 2^−10 + (|B| + |p|)·2^−19 is
 // hundreds of times the roundings of g's three steps and of the score's fma

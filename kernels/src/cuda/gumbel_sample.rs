@@ -32,10 +32,9 @@ pub static FILTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::
 pub const AUTO: u32 = u32::MAX;
 
 /// The filter used by default, from H100 measurements (kernels/gpu/README.md):
-/// the filter on the Philox bits, [64, 131072] f32 22.3 µs a kernel in the
-/// final run (the two-pass filters 1–3 22.7–22.8, the approximate noise
-/// alone 30.9), with 12 % fewer instructions; bf16 23.0 (two-pass
-/// 24.2–24.6).
+/// the filter on the Philox bits, [64, 131072] f32 20.2 µs a kernel in the
+/// fifth round's final run (the two-pass filters 1–3 22.8–22.9, the
+/// approximate noise alone 31.1); bf16 20.0 (two-pass 24.3–25.0).
 const DEFAULT_FILTER: u32 = 4;
 
 /// Rows per launch: their positions travel as kernel parameters (`MAXR` in
