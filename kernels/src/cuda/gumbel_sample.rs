@@ -13,9 +13,25 @@ use super::{alloc, cfg, dptr, launch, storage_ptr, upload, GUMBEL_SAMPLE};
 use crate::philox::{W0, W1};
 use crate::sample::GumbelSampler;
 
-/// Tokens per block: 256 threads × 4 tokens × 16 steps; a batch of 64 rows of
-/// 128k tokens makes 512 blocks, one wave at four blocks per multiprocessor.
+/// Tokens per block of the approximate-noise and two-pass kernels: 256
+/// threads × 4 tokens × 16 steps; a batch of 64 rows of 128k tokens makes 512
+/// blocks, one wave at four blocks per multiprocessor.
 const CHUNK: usize = 16384;
+
+/// Tokens per block of the bits filter (`gumbel_bits_*`) for `rows` rows of
+/// `vocab` tokens on `sms` multiprocessors: about two blocks a
+/// multiprocessor, in whole steps of the block (4096 tokens), at most 8
+/// steps. Each block pays a fixed price (the bucket table, the first step's
+/// bound with no bar yet, the end), so fewer, longer blocks win while the
+/// grid still fills the GPU: H100, [64, 131072] f32, kernel 19.9–20.4 µs at
+/// 16384 tokens a block (512 blocks), 18.8–19.4 at 32768 (256 blocks),
+/// 24.7–25.1 at 8192, 22.5–23.4 at 49152–65536 (tuning runs of
+/// 2026-11-26).
+fn bits_chunk(rows: usize, vocab: usize, sms: usize) -> usize {
+    const STEP: usize = 4096;
+    let per_block = (rows * vocab).div_ceil(2 * sms.max(1));
+    per_block.div_ceil(STEP).clamp(1, 8) * STEP
+}
 
 /// The filter of the sampling kernel, for benchmarks and parity tests: 0
 /// the approximate noise alone (`gumbel_*`); 1, 2, 3 the two-pass filter on
@@ -86,6 +102,8 @@ struct Scratch {
     tickets: CudaSlice<u32>,
     bars: CudaSlice<u64>,
     epoch: u32,
+    /// Multiprocessors of the device (for [`bits_chunk`]).
+    sms: usize,
     thresholds: CudaSlice<f32>,
 }
 
@@ -125,6 +143,13 @@ fn scratch<'a>(
                 tickets: dev.alloc_zeros::<u32>(rows)?,
                 bars: dev.alloc_zeros::<u64>(rows * BAR_STRIDE)?,
                 epoch: 0,
+                sms: dev
+                    .cuda_stream()
+                    .context()
+                    .attribute(
+                        candle_core::cuda::cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+                    )
+                    .unwrap_or(132) as usize,
                 thresholds: alloc::<f32>(dev, rows)?,
             },
         );
@@ -167,6 +192,11 @@ fn launch_main(
     };
     let tab = upload(dev, &crate::sample::bound::bucket_table())?;
     let tab = dptr(dev, &*tab, 0);
+    let chunk = if !exact_only && filter == 4 {
+        bits_chunk(batch.min(MAXR), vocab, sc.sms)
+    } else {
+        CHUNK
+    };
     let mut args = GumbelArgs::new(g.seed);
     for r0 in (0..batch).step_by(MAXR) {
         let rows = (batch - r0).min(MAXR);
@@ -181,7 +211,7 @@ fn launch_main(
             dev,
             GUMBEL_SAMPLE,
             name,
-            cfg((vocab.div_ceil(CHUNK) as u32, rows as u32), 256, 0),
+            cfg((vocab.div_ceil(chunk) as u32, rows as u32), 256, 0),
             x + (r0 * vocab * eb) as u64,
             pt,
             dptr(dev, &sc.keys, r0),
@@ -191,7 +221,7 @@ fn launch_main(
             tokens + (r0 * 4) as u64,
             scores + (r0 * 4) as u64,
             vocab as u32,
-            CHUNK as u32,
+            chunk as u32,
             g.stream,
             g.inv_temperature(),
             vec,
