@@ -144,10 +144,8 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
     if (threadIdx.x == 0) block_key = ordered(-INFINITY);
     volatile unsigned* shared_key = &block_key;
     const unsigned steps = (end - start + 4 * step - 1) / (4 * step);
-    unsigned long long row_word = 0;
+    unsigned long long row_word = 0, row_next = row_bar.read();
     for (unsigned it = 0; it < steps; ++it, q += step) {
-        // The row's bar: an L2 round trip, issued before Philox.
-        const unsigned long long row_read = row_bar.read();
         // The largest bits of each group of four tokens, first: Philox
         // does not need the logits, so at the first step it runs while
         // the block's first loads (a quarter of the grid's data at once)
@@ -177,12 +175,18 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
         const float lm = fmaxf(fmaxf(fmaxf(lg[0], lg[1]), fmaxf(lg[2], lg[3])), -INFINITY);
         if (it + 1 < steps) load(q + step, next);
         const unsigned xm = max(max(xg[0], xg[1]), max(xg[2], xg[3]));
-        // Used only after Philox: left alone, the compiler waited for the
-        // read in the middle of it (the kernel's largest stall, 26 % of the
-        // samples); reading it a step ahead cost more slow paths and
-        // registers than it saved. The dependence on xm forces the order,
-        // and dropping the word when xm == 0 only loses information.
-        row_word = xm == 0u ? 0ull : row_read;
+        // Used only after Philox (the first step's read may still be on
+        // its way): left alone, the compiler waited for it in the middle of
+        // Philox. The dependence on xm forces the order, and dropping the
+        // word when xm == 0 only loses information.
+        row_word = xm == 0u ? 0ull : row_next;
+        // The row's bar above was read a step ago (the first step: just
+        // before the loop); the read for the next step goes out now, after
+        // that use (a copy of the register before it made the copy wait):
+        // under the kernel's load an L2 round trip outlasts a step's
+        // Philox, and waiting for a read issued at the step's top was a
+        // quarter of the stall samples.
+        if (it + 1 < steps) row_next = row_bar.read();
         float bar = fmaxf(it == 0 ? c.lb : fmaxf(from_ordered(*shared_key), c.lb), row_bar.value(row_word));
         float gmin = drop_threshold(bar, __fmul_rn(lm, inv_t));
         const bool weak = __any_sync(0xffffffffu, !(gmin > WEAK_G));

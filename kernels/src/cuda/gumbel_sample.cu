@@ -573,7 +573,7 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
     GUMBEL_K(T, NAME, gumbel_tab2_, false, 1, __launch_bounds__(256, 4))                                     \
     GUMBEL_K(T, NAME, gumbel_tab2p2_, false, 2, __launch_bounds__(256, 4))                                   \
     GUMBEL_K(T, NAME, gumbel_tab2p4_, false, 3, __launch_bounds__(256, 4))                                   \
-    GUMBEL_K(T, NAME, gumbel_bits_, false, 4, __launch_bounds__(256, 4))                                     \
+    GUMBEL_K(T, NAME, gumbel_bits_, false, 4, __launch_bounds__(256, 2))                                     \
     GUMBEL_K(T, NAME, gumbel_exact_, true, 0, __launch_bounds__(256))                                        \
     extern "C" __global__ void __launch_bounds__(1024)                                                        \
         topk_threshold_##NAME(const T* logits, float* thresholds, unsigned vocab, unsigned k) {               \
