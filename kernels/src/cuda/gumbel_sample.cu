@@ -568,6 +568,9 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
         gumbel_main<T, EXACT, FILTER>(logits, thresholds, keys, tickets, bars, epoch, tokens, scores, vocab,   \
                                       chunk, stream, inv_t, vec, tab, args);                           \
     }
+// The bits filter runs about two blocks a multiprocessor (`bits_chunk` in
+// gumbel_sample.rs), so its bounds allow 128 registers: at 64 it spilled and
+// could not hold the row bar's read across a step.
 #define GUMBEL(T, NAME)                                                                                       \
     GUMBEL_K(T, NAME, gumbel_, false, 0, __launch_bounds__(256, 4))                                          \
     GUMBEL_K(T, NAME, gumbel_tab2_, false, 1, __launch_bounds__(256, 4))                                     \

@@ -20,13 +20,13 @@ const CHUNK: usize = 16384;
 
 /// Tokens per block of the bits filter (`gumbel_bits_*`) for `rows` rows of
 /// `vocab` tokens on `sms` multiprocessors: about two blocks a
-/// multiprocessor, in whole steps of the block (4096 tokens), at most 8
-/// steps. Each block pays a fixed price (the bucket table, the first step's
-/// bound with no bar yet, the end), so fewer, longer blocks win while the
-/// grid still fills the GPU: H100, [64, 131072] f32, kernel 19.9–20.4 µs at
-/// 16384 tokens a block (512 blocks), 18.8–19.4 at 32768 (256 blocks),
-/// 24.7–25.1 at 8192, 22.5–23.4 at 49152–65536 (tuning runs of
-/// 2026-11-26).
+/// multiprocessor (the kernel's launch bounds), in whole steps of the block
+/// (4096 tokens), at most 8 steps. Each block pays a fixed price (the bucket
+/// table, the first step's bound with no bar yet, the end), so fewer,
+/// longer blocks win while the grid still fills the GPU: H100, [64, 131072]
+/// f32, kernel 19.9–20.4 µs at 16384 tokens a block (512 blocks), 18.8–19.4
+/// at 32768 (256 blocks), 24.7–25.1 at 8192, 22.5–23.4 at 49152–65536
+/// (tuning runs of 2026-11-26, before the row bar was read a step ahead).
 fn bits_chunk(rows: usize, vocab: usize, sms: usize) -> usize {
     const STEP: usize = 4096;
     let per_block = (rows * vocab).div_ceil(2 * sms.max(1));
