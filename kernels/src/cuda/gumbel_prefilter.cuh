@@ -18,7 +18,7 @@
 // and one table look-up a thread. A thread that fails it tests each group
 // of four the same way (the group's largest bits against the threshold of
 // the group's largest logit), and only the groups that fail that too look
-// at their tokens again (logits reloaded, Philox recomputed): the two-pass
+// at their tokens again (logits reloaded, bits kept): the two-pass
 // filter's per-token test on the upper bound, then the exact machinery.
 // Every dropped token provably scores below some token's exact score, so
 // tokens and scores are the same bits (the parity tests check every
@@ -149,12 +149,26 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
         // does not need the logits, so at the first step it runs while
         // the block's first loads (a quarter of the grid's data at once)
         // are on their way.
-        unsigned xg[G];
+        // The step's bits stay in registers (two blocks a multiprocessor
+        // leave room): the rare groups looked at again below pick them by
+        // selects instead of running Philox again.
+        unsigned bits[G][4], xg[G];
 #pragma unroll
         for (int g = 0; g < G; ++g) {
             const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), q + g * BITS_BLOCK, stream), args);
+            bits[g][0] = r.x, bits[g][1] = r.y, bits[g][2] = r.z, bits[g][3] = r.w;
             xg[g] = max(max(r.x, r.y), max(r.z, r.w));
         }
+        // Group g's bits by selects (a dynamic index would put them in
+        // local memory).
+        auto group_bits = [&](unsigned g, unsigned (&b)[4]) {
+#pragma unroll
+            for (int w = 0; w < 4; ++w) {
+                b[w] = bits[0][w];
+#pragma unroll
+                for (int k = 1; k < G; ++k) b[w] = g == (unsigned)k ? bits[k][w] : b[w];
+            }
+        };
         // The largest logit of each group of four and of the step (NaN
         // past the end; with top-k, tokens below the threshold count as
         // NaN: NaN tokens never win and count nowhere). Taken straight from
@@ -202,8 +216,8 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
         }
         if (weak) {
             // The bits of a token with the largest logit (its group's logits
-            // reloaded and Philox run again, rather than tracked through the
-            // loop above for every step): fma(lm, 1/T, lower bound of its
+            // reloaded, rather than tracked through the loop above for every
+            // step): fma(lm, 1/T, lower bound of its
             // bucket) bounds its exact score from below; the warp's best
             // raises the bar.
             float m = -INFINITY;
@@ -212,8 +226,9 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
                 const unsigned qg = q + gi * BITS_BLOCK;
                 float lk[4];
                 load4(lr, 4 * qg, end, vec, lk);
-                const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), qg, stream), args);
-                const unsigned xs = lk[0] == lm ? r.x : lk[1] == lm ? r.y : lk[2] == lm ? r.z : r.w;
+                unsigned r[4];
+                group_bits(gi, r);
+                const unsigned xs = lk[0] == lm ? r[0] : lk[1] == lm ? r[1] : lk[2] == lm ? r[2] : r[3];
                 m = __fmaf_rn(lm, inv_t, stab[2 * bucket(xs) + 1]);
             }
             unsigned key = __reduce_max_sync(0xffffffffu, ordered(m));
@@ -249,8 +264,8 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
                 const unsigned qg = q + g * BITS_BLOCK;
                 float lk[4];
                 load4(lr, 4 * qg, end, vec, lk);
-                const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), qg, stream), args);
-                const unsigned bk[4] = {r.x, r.y, r.z, r.w};
+                unsigned bk[4];
+                group_bits((unsigned)g, bk);
                 // Which tokens reach the bar, decided before any branch.
                 unsigned keep = 0;
 #pragma unroll
