@@ -48,9 +48,9 @@ pub static FILTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::
 pub const AUTO: u32 = u32::MAX;
 
 /// The filter used by default, from H100 measurements (kernels/gpu/README.md):
-/// the filter on the Philox bits, [64, 131072] f32 17.9 µs a kernel in the
-/// fifth round's final run (the two-pass filters 1–3 22.4–22.6, the
-/// approximate noise alone 30.6); bf16 19.3 (two-pass 24.0–24.6).
+/// the filter on the Philox bits, [64, 131072] f32 17.2–17.3 µs a kernel in
+/// the fifth round's final run (the two-pass filters 1–3 22.7–22.9, the
+/// approximate noise alone 31.0); bf16 18.2–18.4 (two-pass 24.3–24.8).
 const DEFAULT_FILTER: u32 = 4;
 
 /// Rows per launch: their positions travel as kernel parameters (`MAXR` in
