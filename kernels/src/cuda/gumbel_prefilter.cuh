@@ -63,8 +63,9 @@ constexpr float WEAK_G = 2.5f;
 // block has to reset the word and no late atomic of one launch can leak
 // into the next. Any value read bounds some token's exact score in the
 // row, so it may serve as the bar exactly as the block's own does.
-// Rows' words 128 bytes apart: each in a cache line of its own (the
-// blocks of every row read theirs each step and raise it by atomics).
+// Rows' words 128 bytes apart, each in a cache line of its own (the blocks
+// of every row read theirs each step and raise it by atomics; against 8
+// bytes apart no difference was measured on the H100).
 constexpr unsigned BAR_STRIDE = 16;
 struct RowBar {
     unsigned long long* word;
@@ -142,16 +143,21 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
     __shared__ unsigned block_key;
     if (threadIdx.x == 0) block_key = ordered(-INFINITY);
     volatile unsigned* shared_key = &block_key;
+    // A new lower bound goes to the block and to the row's other blocks.
+    auto publish = [&](unsigned key) {
+        const unsigned seen = atomicMax(&block_key, key);
+        row_bar.raise(key);
+        return seen;
+    };
     const unsigned steps = (end - start + 4 * step - 1) / (4 * step);
     unsigned long long row_word = 0, row_next = row_bar.read();
     for (unsigned it = 0; it < steps; ++it, q += step) {
-        // The largest bits of each group of four tokens, first: Philox
-        // does not need the logits, so at the first step it runs while
-        // the block's first loads (a quarter of the grid's data at once)
-        // are on their way.
-        // The step's bits stay in registers (two blocks a multiprocessor
-        // leave room): the rare groups looked at again below pick them by
-        // selects instead of running Philox again.
+        // The step's Philox bits and each group's largest, first: Philox
+        // does not need the logits, so at the first step it runs while the
+        // block's first loads are on their way. The bits stay in registers
+        // (two blocks a multiprocessor leave room): the rare groups looked
+        // at again below pick them by selects instead of running Philox
+        // again.
         unsigned bits[G][4], xg[G];
 #pragma unroll
         for (int g = 0; g < G; ++g) {
@@ -217,9 +223,8 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
         if (weak) {
             // The bits of a token with the largest logit (its group's logits
             // reloaded, rather than tracked through the loop above for every
-            // step): fma(lm, 1/T, lower bound of its
-            // bucket) bounds its exact score from below; the warp's best
-            // raises the bar.
+            // step): fma(lm, 1/T, lower bound of its bucket) bounds its exact
+            // score from below; the warp's best raises the bar.
             float m = -INFINITY;
             if (lm > -INFINITY) {
                 const unsigned gi = lg[0] == lm ? 0u : lg[1] == lm ? 1u : lg[2] == lm ? 2u : 3u;
@@ -233,10 +238,7 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
             }
             unsigned key = __reduce_max_sync(0xffffffffu, ordered(m));
             unsigned seen = 0;
-            if ((threadIdx.x & 31) == 0) {
-                seen = atomicMax(&block_key, key);
-                row_bar.raise(key);
-            }
+            if ((threadIdx.x & 31) == 0) seen = publish(key);
             key = max(key, __shfl_sync(0xffffffffu, seen, 0));
             bar = fmaxf(bar, from_ordered(key));
             gmin = drop_threshold(bar, __fmul_rn(lm, inv_t));
@@ -278,10 +280,7 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
                     if (keep & (1u << w)) consider<false>(c, lk[w], 4 * qg + w, bk[w], inv_t);
                 }
             }
-            if (c.i != 0xffffffffu && !(c.lb <= lb_before)) {
-                atomicMax(&block_key, ordered(c.lb));
-                row_bar.raise(ordered(c.lb));
-            }
+            if (c.i != 0xffffffffu && !(c.lb <= lb_before)) publish(ordered(c.lb));
         }
     }
     return fmaxf(from_ordered(*shared_key), row_bar.value(row_word));

@@ -9,7 +9,7 @@ use candle_core::op::BackpropOp;
 use candle_core::{CudaDevice, CudaStorage, Layout, Result, Storage, Tensor};
 
 use super::hadamard::dtype_name;
-use super::{alloc, cfg, dptr, launch, storage_ptr, upload, GUMBEL_SAMPLE};
+use super::{alloc, cfg, dptr, launch, multiprocessors, storage_ptr, upload, GUMBEL_SAMPLE};
 use crate::philox::{W0, W1};
 use crate::sample::GumbelSampler;
 
@@ -143,13 +143,7 @@ fn scratch<'a>(
                 tickets: dev.alloc_zeros::<u32>(rows)?,
                 bars: dev.alloc_zeros::<u64>(rows * BAR_STRIDE)?,
                 epoch: 0,
-                sms: dev
-                    .cuda_stream()
-                    .context()
-                    .attribute(
-                        candle_core::cuda::cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
-                    )
-                    .unwrap_or(132) as usize,
+                sms: multiprocessors(dev).unwrap_or(132),
                 thresholds: alloc::<f32>(dev, rows)?,
             },
         );

@@ -4,7 +4,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::cuda::CudaStorageSlice;
 use candle_core::{bail, CudaDevice, CudaStorage, DType, Layout, Result, Shape};
 
-use super::{alloc, cfg, dptr, launch, storage_ptr, upload, HADAMARD};
+use super::{alloc, cfg, dptr, launch, multiprocessors, storage_ptr, upload, HADAMARD};
 use crate::hadamard::{Direction, HadamardOp};
 
 /// The butterfly kernels' launch shape, as `FwhtCfg` in `fwht.cuh` computes
@@ -92,11 +92,7 @@ fn persistent_grid(dev: &CudaDevice, name: &str, block: usize, smem: usize) -> R
     let per_sm = func
         .occupancy_max_active_blocks_per_multiprocessor(block as u32, smem, None)
         .w()? as usize;
-    let sms = dev
-        .cuda_stream()
-        .context()
-        .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-        .w()? as usize;
+    let sms = multiprocessors(dev)?;
     if per_sm == 0 {
         bail!(
             "hadamard: {name} cannot be resident ({block} threads, {smem} bytes of shared memory)"
@@ -233,13 +229,7 @@ pub(crate) fn run(
             )
         } else if pipelined {
             // Persistent blocks: two per multiprocessor at most.
-            let sms = dev
-                .cuda_stream()
-                .context()
-                .attribute(
-                    candle_core::cuda::cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
-                )
-                .unwrap_or(132) as usize;
+            let sms = multiprocessors(dev).unwrap_or(132);
             (
                 format!("hadamard_p_{tin}_{log_s}"),
                 block,

@@ -119,6 +119,17 @@ pub(crate) fn upload(dev: &CudaDevice, host: &Arc<[f32]>) -> Result<Arc<CudaSlic
     Ok(d)
 }
 
+/// The device's multiprocessor count.
+pub(crate) fn multiprocessors(dev: &CudaDevice) -> Result<usize> {
+    use candle_core::cuda::cudarc::driver::sys::CUdevice_attribute;
+    use candle_core::cuda::WrapErr;
+    Ok(dev
+        .cuda_stream()
+        .context()
+        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        .w()? as usize)
+}
+
 /// Fresh device memory of `len` elements (uninitialised: the kernels write
 /// every element they are responsible for, which the parity tests check by
 /// poisoning freed memory first).
