@@ -9,9 +9,11 @@
 //! as it does for every out-of-place op here, which the in-place Hadamard
 //! rows avoid.
 //!
-//! Timing: after two warm-up calls, `ITERS` calls back to back, then a device
-//! synchronisation; the median over `REPS` such batches, per call. Inputs
-//! are random (never zeros).
+//! Timing: after two warm-up calls, batches of calls back to back, each
+//! ended by a device synchronisation: at least `ITERS` calls and at least
+//! `BATCH_SECS` of work a batch (`--iters N`: exactly N calls); the median
+//! over `REPS` such batches, per call. `host_ms` is the time to issue a
+//! batch's calls per call. Inputs are random (never zeros).
 
 #[cfg(any(feature = "cuda", feature = "metal"))]
 mod gpu {
@@ -24,25 +26,72 @@ mod gpu {
     use wb_kernels::sample::GumbelSampler;
     use wb_kernels::stats::channel_stats;
 
+    /// Fewest calls in a timed batch.
     const ITERS: usize = 10;
+    /// Device time a timed batch aims at at least: a batch ends with a
+    /// synchronisation, whose fixed latency (several µs) would otherwise
+    /// count against ops of a few µs a call.
+    const BATCH_SECS: f64 = 2e-3;
     const REPS: usize = 7;
+    /// `--iters N`: calls a batch, fixed (0: by `BATCH_SECS`).
+    static FIXED_ITERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     const BATCH_BYTES: usize = 256 << 20;
 
-    fn time<F: FnMut()>(dev: &Device, mut f: F) -> f64 {
+    /// Seconds per call, and the host's share: the time to issue a batch's
+    /// calls (before the synchronisation) per call. When `host` is close to
+    /// `secs` the host path, not the device, sets the pace.
+    #[derive(Clone, Copy)]
+    struct Timing {
+        secs: f64,
+        host: f64,
+        iters: usize,
+    }
+
+    impl Timing {
+        /// A time from CUDA events, with no host figure.
+        #[cfg(feature = "cuda")]
+        fn device(secs: f64, iters: usize) -> Self {
+            Timing {
+                secs,
+                host: f64::NAN,
+                iters,
+            }
+        }
+    }
+
+    fn time<F: FnMut()>(dev: &Device, mut f: F) -> Timing {
         f();
         f();
         dev.synchronize().unwrap();
-        let mut per = Vec::new();
+        // The batch size from a first batch of ITERS calls (one call alone
+        // is mostly its synchronisation's latency).
+        let t = Instant::now();
+        for _ in 0..ITERS {
+            f();
+        }
+        dev.synchronize().unwrap();
+        let each = t.elapsed().as_secs_f64() / ITERS as f64;
+        let iters = match FIXED_ITERS.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => ((BATCH_SECS / each).ceil() as usize).clamp(ITERS, 2000),
+            n => n,
+        };
+        let (mut per, mut host) = (Vec::new(), Vec::new());
         for _ in 0..REPS {
             let t = Instant::now();
-            for _ in 0..ITERS {
+            for _ in 0..iters {
                 f();
             }
+            host.push(t.elapsed().as_secs_f64() / iters as f64);
             dev.synchronize().unwrap();
-            per.push(t.elapsed().as_secs_f64() / ITERS as f64);
+            per.push(t.elapsed().as_secs_f64() / iters as f64);
         }
         per.sort_by(f64::total_cmp);
-        per[REPS / 2]
+        host.sort_by(f64::total_cmp);
+        Timing {
+            secs: per[REPS / 2],
+            host: host[REPS / 2],
+            iters,
+        }
     }
 
     fn random(dev: &Device, shape: (usize, usize), dtype: DType) -> Tensor {
@@ -72,12 +121,18 @@ mod gpu {
         h
     }
 
-    fn line(op: &str, detail: &str, bytes: f64, secs: f64, copy: f64) {
-        let gbs = bytes / secs / 1e9;
+    fn line(op: &str, detail: &str, bytes: f64, t: Timing, copy: f64) {
+        let gbs = bytes / t.secs / 1e9;
+        let host = if t.host.is_finite() {
+            format!(",\"host_ms\":{:.4}", t.host * 1e3)
+        } else {
+            String::new()
+        };
         println!(
-            "{{\"op\":\"{op}\",{detail},\"ms\":{:.4},\"gb_per_s\":{gbs:.1},\"vs_copy\":{:.3}}}",
-            secs * 1e3,
-            gbs / copy
+            "{{\"op\":\"{op}\",{detail},\"ms\":{:.4},\"gb_per_s\":{gbs:.1},\"vs_copy\":{:.3},\"calls\":{}{host}}}",
+            t.secs * 1e3,
+            gbs / copy,
+            t.iters
         );
     }
 
@@ -92,6 +147,14 @@ mod gpu {
             .position(|a| a == "--only")
             .and_then(|i| args.get(i + 1))
             .cloned();
+        if let Some(n) = args
+            .iter()
+            .position(|a| a == "--iters")
+            .and_then(|i| args.get(i + 1))
+        {
+            let n: usize = n.parse().expect("--iters takes a number of calls");
+            FIXED_ITERS.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+        }
         let run = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
 
         if args.iter().any(|a| a == "--profile") {
@@ -140,10 +203,10 @@ mod gpu {
         let t_copy = time(&dev, || {
             let _ = src.copy().unwrap();
         });
-        let candle_copy = 2.0 * BATCH_BYTES as f64 / t_copy / 1e9;
+        let candle_copy = 2.0 * BATCH_BYTES as f64 / t_copy.secs / 1e9;
         println!(
             "{{\"op\":\"candle_tensor_copy\",\"mib\":256,\"ms\":{:.4},\"gb_per_s\":{candle_copy:.1}}}",
-            t_copy * 1e3
+            t_copy.secs * 1e3
         );
         #[cfg(feature = "cuda")]
         let copy = {
@@ -158,7 +221,7 @@ mod gpu {
             let from = cs.as_cuda_slice::<f32>().unwrap();
             // SAFETY: written by the copy before anything reads it.
             let mut to = unsafe { cd.alloc::<f32>(BATCH_BYTES / 4) }.unwrap();
-            let t = time(&dev, || cd.memcpy_dtod(from, &mut to).unwrap());
+            let t = time(&dev, || cd.memcpy_dtod(from, &mut to).unwrap()).secs;
             let gbs = 2.0 * BATCH_BYTES as f64 / t / 1e9;
             println!(
                 "{{\"op\":\"copy\",\"how\":\"cuMemcpyDtoDAsync\",\"mib\":256,\"ms\":{:.4},\"gb_per_s\":{gbs:.1}}}",
@@ -244,7 +307,24 @@ mod gpu {
                         let t = time(&dev, || {
                             let _ = rotate_quantize(&x, &op, &cfg).unwrap();
                         });
-                        line("rotate_quantize", &format!("\"dtype\":\"{dtype:?}\",\"n\":{n},\"bits\":\"{bits:?}\",\"group\":{g}"), bytes, t, copy);
+                        let detail = format!(
+                            "\"dtype\":\"{dtype:?}\",\"n\":{n},\"bits\":\"{bits:?}\",\"group\":{g}"
+                        );
+                        line("rotate_quantize", &detail, bytes, t, copy);
+                        #[cfg(feature = "cuda")]
+                        {
+                            let ms = wb_kernels::quant::cuda_rotate_quantize_kernel_ms(
+                                &x, &op, &cfg, 20,
+                            )
+                            .unwrap();
+                            line(
+                                "rotate_quantize_kernel_only",
+                                &format!("{detail},\"timing\":\"cuda events\""),
+                                bytes,
+                                Timing::device(ms * 1e-3, 20),
+                                copy,
+                            );
+                        }
                     }
                 }
             }
@@ -329,7 +409,7 @@ mod gpu {
                             "gumbel_sample_kernel_only",
                             &format!("\"dtype\":\"{dtype:?}\",\"batch\":{batch},\"vocab\":{vocab},\"filter\":{f},\"timing\":\"cuda events\""),
                             bytes,
-                            ms * 1e-3,
+                            Timing::device(ms * 1e-3, 50),
                             copy,
                         );
                     }

@@ -213,8 +213,12 @@ fn rotate_quantize_matches_cpu() {
         for dir in [Direction::Forward, Direction::Transposed] {
             let op = HadamardOp::new(p.clone(), dir).with_signs(&signs).unwrap();
             for bits in [Bits::Int8, Bits::Int4] {
-                for group in [None, Some(2), Some(4), Some(32)] {
-                    if group.is_some_and(|g| !n.is_multiple_of(g)) {
+                // Groups within a thread, a warp, several warps (the
+                // fused kernel's shared-memory step) and several of each
+                // thread's vectors (n / 2).
+                let half = (n >= 64).then_some(n / 2);
+                for group in [None, Some(2), Some(4), Some(32), Some(128), Some(512), half] {
+                    if group.is_some_and(|g| !n.is_multiple_of(g) || g >= n) {
                         continue;
                     }
                     let cfg = QuantConfig {

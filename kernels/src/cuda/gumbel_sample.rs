@@ -1,7 +1,7 @@
 //! Gumbel sampling on CUDA (kernels in `gumbel_sample.cu`).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda::cudarc::driver::{CudaSlice, DeviceRepr};
@@ -9,7 +9,9 @@ use candle_core::op::BackpropOp;
 use candle_core::{CudaDevice, CudaStorage, Layout, Result, Storage, Tensor};
 
 use super::hadamard::dtype_name;
-use super::{alloc, cfg, dptr, launch, multiprocessors, storage_ptr, upload, GUMBEL_SAMPLE};
+use super::{
+    alloc, cfg, dptr, events_ms, launch, multiprocessors, storage_ptr, upload, GUMBEL_SAMPLE,
+};
 use crate::philox::{W0, W1};
 use crate::sample::GumbelSampler;
 
@@ -94,20 +96,66 @@ const BAR_STRIDE: usize = 16;
 /// Per-device scratch kept between calls: a winner key and a block ticket
 /// per row (zero between calls: the kernel's last block of each row resets
 /// them), the row's shared bar (`RowBar` in `gumbel_prefilter.cuh`: words
-/// tagged by the launch's epoch, so nothing resets them) and the top-k
-/// thresholds.
+/// tagged by the launch's epoch, so nothing resets them), the top-k
+/// thresholds and the bucket table.
+///
+/// Their device addresses are taken once, when the scratch is made, not at
+/// every call: with candle's stream, each `device_ptr` is a driver call to
+/// wait for the slice's last write and another to record a read, and the
+/// sampler calls it at every call. Only this
+/// module's kernels touch these buffers, all on the device's one stream, so
+/// the stream's order already orders them.
 struct Scratch {
     rows: usize,
-    keys: CudaSlice<u64>,
-    tickets: CudaSlice<u32>,
-    bars: CudaSlice<u64>,
     epoch: u32,
     /// Multiprocessors of the device (for [`bits_chunk`]).
     sms: usize,
-    thresholds: CudaSlice<f32>,
+    ptr: ScratchPtrs,
+    // The buffers behind `ptr`, kept alive.
+    _keys: CudaSlice<u64>,
+    _tickets: CudaSlice<u32>,
+    _bars: CudaSlice<u64>,
+    _thresholds: CudaSlice<f32>,
+    _table: Arc<CudaSlice<f32>>,
+}
+
+/// Device addresses of a [`Scratch`]'s buffers.
+#[derive(Clone, Copy)]
+struct ScratchPtrs {
+    keys: u64,
+    tickets: u64,
+    bars: u64,
+    thresholds: u64,
+    table: u64,
 }
 
 impl Scratch {
+    fn new(dev: &CudaDevice, rows: usize) -> Result<Self> {
+        let keys = dev.alloc_zeros::<u64>(rows)?;
+        let tickets = dev.alloc_zeros::<u32>(rows)?;
+        let bars = dev.alloc_zeros::<u64>(rows * BAR_STRIDE)?;
+        let thresholds = alloc::<f32>(dev, rows)?;
+        let table = upload(dev, &crate::sample::bound::bucket_table())?;
+        let ptr = ScratchPtrs {
+            keys: dptr(dev, &keys, 0),
+            tickets: dptr(dev, &tickets, 0),
+            bars: dptr(dev, &bars, 0),
+            thresholds: dptr(dev, &thresholds, 0),
+            table: dptr(dev, &*table, 0),
+        };
+        Ok(Scratch {
+            rows,
+            epoch: 0,
+            sms: multiprocessors(dev).unwrap_or(132),
+            ptr,
+            _keys: keys,
+            _tickets: tickets,
+            _bars: bars,
+            _thresholds: thresholds,
+            _table: table,
+        })
+    }
+
     /// A fresh epoch for the next launch. Epoch 0 is what zeroed words
     /// carry, so it is never handed out; when the counter wraps, the bars
     /// are allocated zeroed again, so that a word left by a launch 2^32 launches ago
@@ -115,7 +163,8 @@ impl Scratch {
     fn next_epoch(&mut self, dev: &CudaDevice) -> Result<u32> {
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
-            self.bars = dev.alloc_zeros::<u64>(self.rows * BAR_STRIDE)?;
+            self._bars = dev.alloc_zeros::<u64>(self.rows * BAR_STRIDE)?;
+            self.ptr.bars = dptr(dev, &self._bars, 0);
             self.epoch = 1;
         }
         Ok(self.epoch)
@@ -135,18 +184,7 @@ fn scratch<'a>(
     let fresh = map.get(&dev.id()).is_none_or(|s| s.rows < rows);
     if fresh {
         let rows = rows.next_power_of_two().max(64);
-        map.insert(
-            dev.id(),
-            Scratch {
-                rows,
-                keys: dev.alloc_zeros::<u64>(rows)?,
-                tickets: dev.alloc_zeros::<u32>(rows)?,
-                bars: dev.alloc_zeros::<u64>(rows * BAR_STRIDE)?,
-                epoch: 0,
-                sms: multiprocessors(dev).unwrap_or(132),
-                thresholds: alloc::<f32>(dev, rows)?,
-            },
-        );
+        map.insert(dev.id(), Scratch::new(dev, rows)?);
     }
     Ok(map.get_mut(&dev.id()).expect("inserted above"))
 }
@@ -184,8 +222,6 @@ fn launch_main(
         (false, 3) => format!("gumbel_tab2p4_{t}"),
         (false, _) => format!("gumbel_bits_{t}"),
     };
-    let tab = upload(dev, &crate::sample::bound::bucket_table())?;
-    let tab = dptr(dev, &*tab, 0);
     let chunk = if !exact_only && filter == 4 {
         bits_chunk(batch.min(MAXR), vocab, sc.sms)
     } else {
@@ -196,7 +232,7 @@ fn launch_main(
         let rows = (batch - r0).min(MAXR);
         args.pos[..rows].copy_from_slice(&positions[r0..r0 + rows]);
         let pt = if thresholds {
-            dptr(dev, &sc.thresholds, r0)
+            sc.ptr.thresholds + (r0 * 4) as u64
         } else {
             0u64
         };
@@ -208,9 +244,9 @@ fn launch_main(
             cfg((vocab.div_ceil(chunk) as u32, rows as u32), 256, 0),
             x + (r0 * vocab * eb) as u64,
             pt,
-            dptr(dev, &sc.keys, r0),
-            dptr(dev, &sc.tickets, r0),
-            dptr(dev, &sc.bars, r0 * BAR_STRIDE),
+            sc.ptr.keys + (r0 * 8) as u64,
+            sc.ptr.tickets + (r0 * 4) as u64,
+            sc.ptr.bars + (r0 * BAR_STRIDE * 8) as u64,
             epoch,
             tokens + (r0 * 4) as u64,
             scores + (r0 * 4) as u64,
@@ -219,7 +255,7 @@ fn launch_main(
             g.stream,
             g.inv_temperature(),
             vec,
-            tab,
+            sc.ptr.table,
             args
         );
     }
@@ -249,7 +285,7 @@ pub(crate) fn sample_with(
             format!("topk_threshold_{t}"),
             cfg((batch as u32, 1), 1024, 0),
             x,
-            dptr(&dev, &sc.thresholds, 0),
+            sc.ptr.thresholds,
             vocab as u32,
             k.min(u32::MAX as usize) as u32
         );
@@ -349,8 +385,6 @@ pub(crate) fn main_kernel_ms(
     positions: &[u64],
     iters: usize,
 ) -> Result<f64> {
-    use candle_core::cuda::cudarc::driver::sys::CUevent_flags;
-    use candle_core::cuda::WrapErr;
     let dev: CudaDevice = s.device.clone();
     let t = dtype_name(s.dtype())?;
     let start = layout.start_offset();
@@ -361,21 +395,9 @@ pub(crate) fn main_kernel_ms(
     let (pt, ps) = (dptr(&dev, &tokens, 0), dptr(&dev, &scores, 0));
     let mut guard = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
     let sc = scratch(&mut guard, &dev, batch)?;
-    let mut once = || {
+    events_ms(&dev, iters, || {
         launch_main(
             g, &dev, t, x, eb, vec, sc, false, pt, ps, batch, vocab, positions, false,
         )
-    };
-    once()?;
-    let stream = dev.cuda_stream();
-    let e0 = stream
-        .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
-        .w()?;
-    for _ in 0..iters {
-        once()?;
-    }
-    let e1 = stream
-        .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
-        .w()?;
-    Ok(f64::from(e0.elapsed_ms(&e1).w()?) / iters as f64)
+    })
 }

@@ -119,6 +119,30 @@ pub(crate) fn upload(dev: &CudaDevice, host: &Arc<[f32]>) -> Result<Arc<CudaSlic
     Ok(d)
 }
 
+/// Device time of `launch` in ms per call: CUDA events around `iters` calls
+/// after one warm-up call, on the device's stream (for benchmarks of the
+/// kernels alone).
+pub(crate) fn events_ms<F: FnMut() -> Result<()>>(
+    dev: &CudaDevice,
+    iters: usize,
+    mut launch: F,
+) -> Result<f64> {
+    use candle_core::cuda::cudarc::driver::sys::CUevent_flags;
+    use candle_core::cuda::WrapErr;
+    launch()?;
+    let stream = dev.cuda_stream();
+    let e0 = stream
+        .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+        .w()?;
+    for _ in 0..iters {
+        launch()?;
+    }
+    let e1 = stream
+        .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+        .w()?;
+    Ok(f64::from(e0.elapsed_ms(&e1).w()?) / iters.max(1) as f64)
+}
+
 /// The device's multiprocessor count.
 pub(crate) fn multiprocessors(dev: &CudaDevice) -> Result<usize> {
     use candle_core::cuda::cudarc::driver::sys::CUdevice_attribute;

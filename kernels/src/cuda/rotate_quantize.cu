@@ -2,9 +2,10 @@
 //
 // rq_<in>_<bits>_<L> / rfq_<in>_<L>: rows of N = 2^L: the butterflies of
 // fwht.cuh, then, still in registers, the group absmax (in-thread for groups
-// smaller than a vector; else per-vector maxima reduced in shared memory),
-// then codes (packed) and scales, or code·scale (fake quant). One pass over
-// memory: read x, write N or N/2 bytes (or the fake-quantized row).
+// smaller than a vector; else per-vector maxima reduced by shuffles, and
+// across warps through shared memory), then codes (packed) and scales, or
+// code·scale (fake quant). One pass over memory: read x, write N or N/2
+// bytes (or the fake-quantized row).
 //
 // quantize_f32_<bits> / fake_f32_<out>: the same rules on rows already rotated
 // into f32 (the m·2^k path: butterflies + mix first), one warp per group.
@@ -95,28 +96,63 @@ __device__ __forceinline__ void rotate_quantize_rows(const Tin* __restrict__ x, 
             r[c * V + e] = v;
         }
     }
-    // Group absmax of each register's group.
-    float gmax[C::CH];  // for group ≥ V: the group max of vector c
+    // Group absmax of each register's group (group ≥ V): in the thread, then
+    // across the group's threads by shuffles, then, for groups wider than a
+    // warp, across warps through shared memory with one barrier. (A tree
+    // over the row's vector maxima in shared memory took log2(N/V) + 2
+    // barriers a row.)
+    float gmax[C::CH];
     if (group >= V) {
-        // The shared memory after the butterflies' own use: NV floats per row.
-        float* vmax = smem + (C::W > 1 ? C::RPB * N : 0) + pos.rloc * NV;
-        __syncthreads();
+        const int gv = group / V;  // vectors a group
 #pragma unroll
         for (int c = 0; c < C::CH; ++c) {
             float m = 0.0f;
 #pragma unroll
             for (int e = 0; e < V; ++e) m = fmaxf(m, fabsf(r[c * V + e]));
-            vmax[t + TPR * c] = m;
+            gmax[c] = m;
         }
-        __syncthreads();
-        const int gv = group / V;
-        for (int stride = 1; stride < gv; stride <<= 1) {
-            for (int idx = t * 2 * stride; idx < NV; idx += TPR * 2 * stride)
-                vmax[idx] = fmaxf(vmax[idx], vmax[idx + stride]);
-            __syncthreads();
-        }
+        // Vector t + TPR·c is in group (t + TPR·c) / gv: a group wider than
+        // the row's threads spans aligned runs of gv / TPR values of c in
+        // every thread, a narrower one aligned runs of gv threads.
 #pragma unroll
-        for (int c = 0; c < C::CH; ++c) gmax[c] = vmax[((t + TPR * c) / gv) * gv];
+        for (int h = 1; h < C::CH; h <<= 1) {
+            if (h * TPR < gv) {
+                float mm[C::CH];
+#pragma unroll
+                for (int c = 0; c < C::CH; ++c) mm[c] = fmaxf(gmax[c], gmax[c ^ h]);
+#pragma unroll
+                for (int c = 0; c < C::CH; ++c) gmax[c] = mm[c];
+            }
+        }
+        const int span = gv < TPR ? gv : TPR;  // threads a group
+#pragma unroll
+        for (int j = 1; j < C::LANES; j <<= 1) {
+            if (j < span) {
+#pragma unroll
+                for (int c = 0; c < C::CH; ++c) gmax[c] = fmaxf(gmax[c], __shfl_xor_sync(0xffffffffu, gmax[c], j));
+            }
+        }
+        if constexpr (TPR > 32) {
+            if (span > 32) {
+                // The warps' maxima, W × CH a row, after the butterflies'
+                // shared memory.
+                float* wmax = smem + (C::W > 1 ? C::RPB * N : 0) + pos.rloc * (C::W * C::CH);
+                const int warp = t >> 5;
+                if ((t & 31) == 0) {
+#pragma unroll
+                    for (int c = 0; c < C::CH; ++c) wmax[warp * C::CH + c] = gmax[c];
+                }
+                __syncthreads();
+                const int wpg = span >> 5;  // warps a group
+                const int w0 = warp & ~(wpg - 1);
+#pragma unroll
+                for (int c = 0; c < C::CH; ++c) {
+                    float m = 0.0f;
+                    for (int w = w0; w < w0 + wpg; ++w) m = fmaxf(m, wmax[w * C::CH + c]);
+                    gmax[c] = m;
+                }
+            }
+        }
     }
     if (!pos.live) return;
     const long long row = pos.row;
@@ -201,20 +237,27 @@ __device__ __forceinline__ void quantize_rotated(const float* __restrict__ y, ui
 
 }  // namespace
 
+// Blocks of 512 threads or more (rows of 2^14 and longer) are held to 64
+// registers, two blocks a multiprocessor: left free, the 2^14 int4 and bf16
+// kernels took 81–96 and ran one block, 16 warps, a multiprocessor (H100,
+// kernel alone: f32 int4 0.395 → 0.267 ms, bf16 int8 0.573 → 0.398 ms a
+// 256 MiB batch). Blocks of 256 are left free: held to 64 they lost 5–7 %
+// at 2^10 and 2^12.
+#define RQ_MIN_BLOCKS(TI, L) (FwhtCfg<TI, L>::BLOCK >= 512 ? 1024 / FwhtCfg<TI, L>::BLOCK : 1)
 #define RQ(TI, NI, L)                                                                                        \
-    extern "C" __global__ void __launch_bounds__(FwhtCfg<TI, L>::BLOCK)                                     \
+    extern "C" __global__ void __launch_bounds__(FwhtCfg<TI, L>::BLOCK, RQ_MIN_BLOCKS(TI, L))                \
         rq8_##NI##_##L(const TI* x, uint8_t* codes, float* scales, const float* signs, long long rows,      \
                        float scale, int signs_after, int group, float clip) {                                \
         rotate_quantize_rows<TI, float, L, 8, 0>(x, codes, scales, nullptr, signs, rows, scale, signs_after, \
                                                  group, clip, 127.0f);                                       \
     }                                                                                                        \
-    extern "C" __global__ void __launch_bounds__(FwhtCfg<TI, L>::BLOCK)                                     \
+    extern "C" __global__ void __launch_bounds__(FwhtCfg<TI, L>::BLOCK, RQ_MIN_BLOCKS(TI, L))                \
         rq4_##NI##_##L(const TI* x, uint8_t* codes, float* scales, const float* signs, long long rows,      \
                        float scale, int signs_after, int group, float clip) {                                \
         rotate_quantize_rows<TI, float, L, 4, 0>(x, codes, scales, nullptr, signs, rows, scale, signs_after, \
                                                  group, clip, 7.0f);                                         \
     }                                                                                                        \
-    extern "C" __global__ void __launch_bounds__(FwhtCfg<TI, L>::BLOCK)                                     \
+    extern "C" __global__ void __launch_bounds__(FwhtCfg<TI, L>::BLOCK, RQ_MIN_BLOCKS(TI, L))                \
         rfq_##NI##_##L(const TI* x, TI* out, const float* signs, long long rows, float scale, int signs_after, \
                        int group, float clip, float qmax) {                                                  \
         rotate_quantize_rows<TI, TI, L, 8, 1>(x, nullptr, nullptr, out, signs, rows, scale, signs_after,     \

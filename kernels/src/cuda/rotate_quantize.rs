@@ -7,7 +7,7 @@ use candle_core::op::BackpropOp;
 use candle_core::{bail, CudaStorage, DType, Layout, Result, Shape, Storage, Tensor};
 
 use super::hadamard::{check_aligned, dtype_name, fwht_shape, fwht_vec, run as rotate};
-use super::{alloc, cfg, dptr, launch, storage_ptr, upload, ROTATE_QUANTIZE};
+use super::{alloc, cfg, dptr, events_ms, launch, storage_ptr, upload, ROTATE_QUANTIZE};
 use crate::hadamard::{Direction, HadamardOp};
 use crate::quant::{Bits, Dequantize, QuantConfig, RotateFakeQuant};
 
@@ -26,11 +26,11 @@ fn signs_ptr(op: &HadamardOp, dev: &candle_core::CudaDevice) -> Result<u64> {
 }
 
 /// Shared memory of the fused kernels: the butterflies' exchange plus the
-/// per-vector maxima.
+/// warps' group maxima (one per 32 vectors of a row).
 fn fused_shape(log_n: u32, eb: usize) -> (usize, usize, usize) {
     let (rpb, block, smem) = fwht_shape(log_n, eb);
     let nv = (1usize << log_n) / fwht_vec(log_n, eb);
-    (rpb, block, smem + rpb * nv * 4)
+    (rpb, block, smem + rpb * nv.div_ceil(32) * 4)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -44,58 +44,12 @@ pub(crate) fn quantize(
     code_dims: Vec<usize>,
     scale_dims: Vec<usize>,
 ) -> Result<(Tensor, Tensor)> {
-    let (start, _) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("rotate_quantize: not contiguous".into()))?;
     let dev = s.device.clone();
-    let dtype = s.dtype();
-    let (x, eb) = storage_ptr(s, start)?;
-    check_aligned("rotate_quantize", start, eb)?;
-    let plan = op.plan();
-    let n = plan.n();
-    let bits = bits_of(qc.bits);
+    let n = op.plan().n();
     let codes = alloc::<u8>(&dev, rows * qc.bits.row_bytes(n))?;
     let scales = alloc::<f32>(&dev, rows * (n / group))?;
     let (pc, ps) = (dptr(&dev, &codes, 0), dptr(&dev, &scales, 0));
-    if rows > 0 {
-        if plan.m() == 1 && n > 1 {
-            let log_n = n.trailing_zeros();
-            let (rpb, block, smem) = fused_shape(log_n, eb);
-            let signs_after = (op.direction() == Direction::Transposed) as i32;
-            launch!(
-                dev,
-                ROTATE_QUANTIZE,
-                format!("rq{bits}_{}_{log_n}", dtype_name(dtype)?),
-                cfg((rows.div_ceil(rpb) as u32, 1), block as u32, smem as u32),
-                x,
-                pc,
-                ps,
-                signs_ptr(op, &dev)?,
-                rows as i64,
-                plan.scale(),
-                signs_after,
-                group as i32,
-                qc.clip_ratio
-            );
-        } else {
-            let tmp = alloc::<f32>(&dev, rows * n)?;
-            let y = dptr(&dev, &tmp, 0);
-            rotate(op, &dev, x, dtype, y, DType::F32, rows)?;
-            let groups = rows * n / group;
-            launch!(
-                dev,
-                ROTATE_QUANTIZE,
-                format!("quantize_f32_{bits}"),
-                cfg((groups.div_ceil(8) as u32, 1), 256, 0),
-                y,
-                pc,
-                ps,
-                groups as i64,
-                group as i32,
-                qc.clip_ratio
-            );
-        }
-    }
+    launch_quantize(op, qc, group, s, layout, rows, pc, ps)?;
     let wrap = |st: CudaStorage, dims: Vec<usize>| {
         Tensor::from_storage(Storage::Cuda(st), dims, BackpropOp::none(), false)
     };
@@ -106,6 +60,94 @@ pub(crate) fn quantize(
             scale_dims,
         ),
     ))
+}
+
+/// Device time of [`quantize`]'s kernels alone, ms per call: CUDA events
+/// around `iters` calls into codes and scales allocated once, so the output
+/// allocations are left out.
+pub(crate) fn quantize_kernel_ms(
+    op: &HadamardOp,
+    qc: &QuantConfig,
+    group: usize,
+    s: &CudaStorage,
+    layout: &Layout,
+    rows: usize,
+    iters: usize,
+) -> Result<f64> {
+    let dev = s.device.clone();
+    let n = op.plan().n();
+    let codes = alloc::<u8>(&dev, rows * qc.bits.row_bytes(n))?;
+    let scales = alloc::<f32>(&dev, rows * (n / group))?;
+    let (pc, ps) = (dptr(&dev, &codes, 0), dptr(&dev, &scales, 0));
+    events_ms(&dev, iters, || {
+        launch_quantize(op, qc, group, s, layout, rows, pc, ps)
+    })
+}
+
+/// Launches the kernels that write `rows` rows' codes and scales to the
+/// device addresses `pc` and `ps`.
+#[allow(clippy::too_many_arguments)]
+fn launch_quantize(
+    op: &HadamardOp,
+    qc: &QuantConfig,
+    group: usize,
+    s: &CudaStorage,
+    layout: &Layout,
+    rows: usize,
+    pc: u64,
+    ps: u64,
+) -> Result<()> {
+    let (start, _) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("rotate_quantize: not contiguous".into()))?;
+    let dev = s.device.clone();
+    let dtype = s.dtype();
+    let (x, eb) = storage_ptr(s, start)?;
+    check_aligned("rotate_quantize", start, eb)?;
+    let plan = op.plan();
+    let n = plan.n();
+    let bits = bits_of(qc.bits);
+    if rows == 0 {
+        return Ok(());
+    }
+    if plan.m() == 1 && n > 1 {
+        let log_n = n.trailing_zeros();
+        let (rpb, block, smem) = fused_shape(log_n, eb);
+        let signs_after = (op.direction() == Direction::Transposed) as i32;
+        launch!(
+            dev,
+            ROTATE_QUANTIZE,
+            format!("rq{bits}_{}_{log_n}", dtype_name(dtype)?),
+            cfg((rows.div_ceil(rpb) as u32, 1), block as u32, smem as u32),
+            x,
+            pc,
+            ps,
+            signs_ptr(op, &dev)?,
+            rows as i64,
+            plan.scale(),
+            signs_after,
+            group as i32,
+            qc.clip_ratio
+        );
+    } else {
+        let tmp = alloc::<f32>(&dev, rows * n)?;
+        let y = dptr(&dev, &tmp, 0);
+        rotate(op, &dev, x, dtype, y, DType::F32, rows)?;
+        let groups = rows * n / group;
+        launch!(
+            dev,
+            ROTATE_QUANTIZE,
+            format!("quantize_f32_{bits}"),
+            cfg((groups.div_ceil(8) as u32, 1), 256, 0),
+            y,
+            pc,
+            ps,
+            groups as i64,
+            group as i32,
+            qc.clip_ratio
+        );
+    }
+    Ok(())
 }
 
 pub(crate) fn fake_quant(

@@ -29,6 +29,8 @@ mod ops;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "cuda")]
+pub use ops::cuda_rotate_quantize_kernel_ms;
 pub use ops::{dequantize, rotate_fake_quant, rotate_quantize, Dequantize, RotateFakeQuant};
 
 use candle_core::{bail, Result};

@@ -97,6 +97,28 @@ pub fn rotate_quantize(x: &Tensor, op: &HadamardOp, cfg: &QuantConfig) -> Result
     }
 }
 
+/// Device time of [`rotate_quantize`]'s CUDA kernels alone, ms per call over
+/// `iters` calls into outputs allocated once. For benchmarks.
+#[cfg(feature = "cuda")]
+#[doc(hidden)]
+pub fn cuda_rotate_quantize_kernel_ms(
+    x: &Tensor,
+    op: &HadamardOp,
+    cfg: &QuantConfig,
+    iters: usize,
+) -> Result<f64> {
+    let n = op.plan().n();
+    let group = cfg.group_len(n)?;
+    check_last(x.dims(), n, "rotate_quantize")?;
+    let x = x.contiguous()?;
+    let rows = x.elem_count() / n;
+    let (storage, layout) = x.storage_and_layout();
+    let Storage::Cuda(s) = &*storage else {
+        bail!("cuda_rotate_quantize_kernel_ms: x is not on a CUDA device");
+    };
+    crate::cuda::rotate_quantize::quantize_kernel_ms(op, cfg, group, s, layout, rows, iters)
+}
+
 /// code·scale from the output of [`rotate_quantize`] (f32, still rotated);
 /// `n` is the row length the codes were made from.
 pub fn dequantize(codes: &Tensor, scales: &Tensor, cfg: &QuantConfig, n: usize) -> Result<Tensor> {
