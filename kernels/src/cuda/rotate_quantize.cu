@@ -80,7 +80,7 @@ __device__ __forceinline__ void rotate_quantize_rows(const Tin* __restrict__ x, 
                                                      const float* __restrict__ signs, long long rows, float scale,
                                                      int signs_after, int group, float clip, float qmax) {
     using C = FwhtCfg<Tin, LOG_N>;
-    constexpr int N = C::N, V = C::V, EPT = C::EPT, TPR = C::TPR, NV = N / V;
+    constexpr int N = C::N, V = C::V, EPT = C::EPT, TPR = C::TPR;
     extern __shared__ float smem[];
     const RowPos pos = row_pos<Tin, LOG_N>(rows);
     const int t = pos.t;
@@ -242,8 +242,9 @@ __device__ __forceinline__ void quantize_rotated(const float* __restrict__ y, ui
 // kernels took 81–96 and ran one block, 16 warps, a multiprocessor (H100,
 // kernel alone: f32 int4 0.395 → 0.267 ms, bf16 int8 0.573 → 0.398 ms a
 // 256 MiB batch). Blocks of 256 are left free: held to 64 they lost 5–7 %
-// at 2^10 and 2^12.
-#define RQ_MIN_BLOCKS(TI, L) (FwhtCfg<TI, L>::BLOCK >= 512 ? 1024 / FwhtCfg<TI, L>::BLOCK : 1)
+// at 2^10 and 2^12 (0: no minimum; 1 let the compiler take 72 where it
+// took 48).
+#define RQ_MIN_BLOCKS(TI, L) (FwhtCfg<TI, L>::BLOCK >= 512 ? 1024 / FwhtCfg<TI, L>::BLOCK : 0)
 #define RQ(TI, NI, L)                                                                                        \
     extern "C" __global__ void __launch_bounds__(FwhtCfg<TI, L>::BLOCK, RQ_MIN_BLOCKS(TI, L))                \
         rq8_##NI##_##L(const TI* x, uint8_t* codes, float* scales, const float* signs, long long rows,      \
