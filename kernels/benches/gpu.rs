@@ -157,10 +157,10 @@ mod gpu {
         }
         let run = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
 
+        // A few in-place transforms (base and transpose kernels) and
+        // sampling calls for a profiler (ncu) to look at.
+        #[cfg(feature = "cuda")]
         if args.iter().any(|a| a == "--profile") {
-            // A few in-place transforms (base and transpose kernels) and
-            // sampling calls for a profiler (ncu) to look at.
-            #[cfg(feature = "cuda")]
             for (dtype, k, variant) in [
                 (DType::BF16, 10u32, 0u32),
                 (DType::BF16, 10, 5),
@@ -187,7 +187,6 @@ mod gpu {
                 temperature: 0.8,
                 top_k: None,
             };
-            #[cfg(feature = "cuda")]
             for filter in [0, 4, wb_kernels::cuda::gumbel_sample::AUTO] {
                 wb_kernels::cuda::gumbel_sample::FILTER
                     .store(filter, std::sync::atomic::Ordering::Relaxed);

@@ -24,7 +24,9 @@ struct GemmParams {
 /// The device copy of a tile map, per device and map.
 fn upload_map(dev: &MetalDevice, map: &Arc<[u32]>) -> Result<Arc<Buffer>> {
     type Key = (candle_core::metal_backend::DeviceId, usize);
-    static CACHE: Mutex<Option<HashMap<Key, (Arc<[u32]>, Arc<Buffer>)>>> = Mutex::new(None);
+    // The host map is kept so that its address, the key, is not reused.
+    type Maps = HashMap<Key, (Arc<[u32]>, Arc<Buffer>)>;
+    static CACHE: Mutex<Option<Maps>> = Mutex::new(None);
     let key = (dev.id(), Arc::as_ptr(map) as *const u32 as usize);
     let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let cache = guard.get_or_insert_with(HashMap::new);
