@@ -5,9 +5,11 @@
 //!
 //! Not run here: this machine has no Apple GPU. The sources mirror the CUDA
 //! kernels' results (plainer algorithms where Metal's 32 KiB of threadgroup
-//! memory or the lack of 64-bit atomics demand it); `cargo check --target
-//! aarch64-apple-darwin --features metal` keeps the Rust side compiling, and
-//! `tests/gpu_parity.rs` runs the same parity tests as on CUDA.
+//! memory or the lack of 64-bit atomics demand it); CI keeps the Rust side
+//! compiling for `aarch64-apple-darwin --features metal`, compiles the MSL
+//! as C++ against a stand-in `<metal_stdlib>` and runs `common.metal`'s
+//! arithmetic against the Rust reference (`tests/msl_check.rs`), and
+//! `tests/gpu_parity.rs` runs the same parity tests as on CUDA on a Mac.
 
 pub(crate) mod channel_stats;
 pub(crate) mod gemm;
