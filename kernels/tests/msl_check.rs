@@ -8,7 +8,8 @@
 //! tie rule) are then run on the host and compared bit for bit with the Rust
 //! reference that the CPU and CUDA paths match: on chosen and random inputs,
 //! and the noise on every 251st of the 2^32 inputs (all of them with
-//! `WB_MSL_EXHAUSTIVE=1`).
+//! `WB_MSL_EXHAUSTIVE=1`). Last, the sampler's kernels themselves run on the
+//! host, one thread a threadgroup, and must give the CPU's tokens and scores.
 //!
 //! What this does not check: Metal's own rules (address spaces, attributes,
 //! which C++ Metal accepts), simdgroup and threadgroup semantics, and the
@@ -20,9 +21,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 use wb_kernels::philox::philox4x32_10;
-use wb_kernels::sample::noise;
+use wb_kernels::sample::{bound, noise, GumbelSampler};
 
 const MODULES: [&str; 5] = [
     "hadamard",
@@ -161,6 +163,19 @@ fn queries() -> (String, Vec<String>) {
             noise::log_f32(f32::from_bits(b)).to_bits()
         ));
     }
+    // The bound table's buckets, and its layout: (upper, lower) per bucket.
+    for &x in xs
+        .iter()
+        .chain(&[0xfdff_ffff, 0xfe00_0000, 0xfe00_7fff, 0xfe00_8000])
+    {
+        q += &format!("k {x:x}\n");
+        want.push(bound::bucket(x).to_string());
+    }
+    let table = bound::bucket_table();
+    assert!(
+        table.chunks(2).all(|b| b[0] >= b[1]),
+        "bucket_table is not (upper, lower) per bucket, as common.metal reads it"
+    );
     // The tie rule, NaN included.
     let nan = f32::NAN.to_bits();
     for (s, i, t, j) in [
@@ -259,6 +274,130 @@ fn metal_noise_matches_rust_across_the_range() {
         wrong.join("\n")
     );
     eprintln!("msl_check: 256 chunks, stride {stride}: noise identical");
+}
+
+/// One host run of gumbel_sample.metal (tests/msl/sampler_harness.cpp):
+/// tokens and score bits of each row.
+#[allow(clippy::too_many_arguments)]
+fn metal_sample_on_host(
+    exe: &Path,
+    g: &GumbelSampler,
+    logits: &[f32],
+    batch: usize,
+    vocab: usize,
+    chunk: usize,
+    positions: &[u64],
+) -> Vec<(u32, u32)> {
+    let mut q = format!(
+        "{batch} {vocab} {chunk} {:x} {:x} {:x} {:x} {}\n",
+        g.seed as u32,
+        (g.seed >> 32) as u32,
+        g.stream,
+        g.inv_temperature().to_bits(),
+        g.top_k.unwrap_or(0)
+    );
+    for p in positions {
+        q += &format!("{p:x}\n");
+    }
+    for v in logits.iter().chain(bound::bucket_table().iter()) {
+        q += &format!("{:x}\n", v.to_bits());
+    }
+    run_driver(exe, &q)
+        .lines()
+        .map(|l| {
+            let (t, s) = l.split_once(' ').expect("token and score");
+            (t.parse().unwrap(), u32::from_str_radix(s, 16).unwrap())
+        })
+        .collect()
+}
+
+/// gumbel_sample.metal's kernels, run on the host one thread a threadgroup
+/// (so the bucket-bound filter and the exact scores of each chunk run in
+/// order in one thread, and the chunks meet in gumbel_finish), give the
+/// CPU sampler's tokens and score bits: ties, NaN logits, infinities,
+/// temperatures, top-k, chunk edges and vocabularies off a multiple of 4.
+#[test]
+fn metal_sampler_on_the_host_matches_cpu() {
+    let Some(cxx) = cxx() else { return };
+    let metal = crate_dir().join("src/metal");
+    let src = format!(
+        "{}\n{}\n{}",
+        std::fs::read_to_string(metal.join("common.metal")).unwrap(),
+        std::fs::read_to_string(metal.join("gumbel_sample.metal")).unwrap(),
+        std::fs::read_to_string(crate_dir().join("tests/msl/sampler_harness.cpp")).unwrap()
+    );
+    let file = scratch_file("sampler_harness.cpp");
+    std::fs::write(&file, strip_attributes(&src)).unwrap();
+    let exe = scratch_file("sampler_harness");
+    run_checked(
+        Command::new(&cxx)
+            .args(["-std=c++17", "-O2", "-ffp-contract=off", "-Wno-attributes"])
+            .arg("-I")
+            .arg(crate_dir().join("tests/msl"))
+            .args(["-x", "c++"])
+            .arg(&file)
+            .arg("-o")
+            .arg(&exe),
+        "building the Metal sampler's host harness",
+    );
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut cases = 0;
+    for (case, (batch, vocab, chunk)) in [
+        (3, 20_000, 8192),
+        (2, 131_071, 8192),
+        (4, 1_003, 64),
+        (1, 7, 8192),
+        (5, 4_096, 100),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut logits: Vec<f32> = (0..batch * vocab)
+            .map(|_| ((next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 16.0)
+            .collect();
+        if case % 2 == 1 {
+            // Ties, NaNs and infinities.
+            for (i, v) in logits.iter_mut().enumerate() {
+                match next() % 97 {
+                    0 => *v = f32::NAN,
+                    1 => *v = 3.0,
+                    2 => *v = f32::NEG_INFINITY,
+                    3 if i % 5 == 0 => *v = 1e30,
+                    _ => {}
+                }
+            }
+        }
+        let positions: Vec<u64> = (0..batch).map(|_| next() >> (next() % 64)).collect();
+        let x = Tensor::from_slice(&logits, (batch, vocab), &Device::Cpu).unwrap();
+        for (temperature, top_k) in [(1.0f32, None), (0.7, None), (2.5, Some(50)), (1.0, Some(1))] {
+            let g = GumbelSampler {
+                seed: next(),
+                stream: next() as u32,
+                temperature,
+                top_k,
+            };
+            let want = g.sample(&x, &positions).unwrap();
+            let tw: Vec<u32> = want.tokens.to_vec1().unwrap();
+            let sw: Vec<u32> = want
+                .scores
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            let got = metal_sample_on_host(&exe, &g, &logits, batch, vocab, chunk, &positions);
+            let want: Vec<(u32, u32)> = tw.into_iter().zip(sw).collect();
+            assert_eq!(got, want, "[{batch}, {vocab}] chunk {chunk} {g:?}");
+            cases += 1;
+        }
+    }
+    eprintln!("msl_check: Metal sampler on the host = CPU in {cases} cases");
 }
 
 fn build_driver(cxx: &str, name: &str) -> PathBuf {

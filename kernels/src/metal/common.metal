@@ -74,6 +74,12 @@ inline uint4 wb_philox(uint4 c, uint k0, uint k1) {
     return c;
 }
 
+// The bucket of Philox bits x in the noise bound table (src/sample/bound.rs,
+// and `bucket` in the CUDA sampler): the top 10 bits; the top 8 of those
+// buckets split again by the next 10 bits. The table holds bucket b's upper
+// bound at 2b and its lower bound at 2b + 1.
+inline uint wb_bucket(uint x) { return x >= 0xfe000000u ? 1024u + ((x >> 15) & 1023u) : x >> 22; }
+
 // Whether (s, i) beats (b, j): higher score, then lower index; NaN never wins.
 inline bool wb_better(float s, uint i, float b, uint j) {
     if (isnan(s)) return false;

@@ -1,8 +1,13 @@
-// Gumbel-max sampling with Philox noise (src/sample/mod.rs), exact scores for
-// every token (common.metal's transcription of src/sample/noise.rs; the CUDA
-// kernel's approximate pre-filter is not used here, since Metal documents no
-// error bound for its fast log). No 64-bit atomics: each threadgroup writes
-// its (score, token) and gumbel_finish reduces them per row in order.
+// Gumbel-max sampling with Philox noise (src/sample/mod.rs). The scores are
+// exact (common.metal's transcription of src/sample/noise.rs); the CUDA
+// kernel's approximate-noise filter is not used, since Metal documents no
+// error bound for its fast log. As in the CUDA kernel's filters, a token's
+// exact score is bounded from above by fma(logit, 1/T, upper bound of its
+// noise bucket) (src/sample/bound.rs; the bounds hold for all 2^32 inputs,
+// checked exhaustively on the GPU against the same noise), so a token whose
+// bound is below the thread's best cannot win and its two logs are skipped.
+// No 64-bit atomics: each threadgroup writes its (score, token) and
+// gumbel_finish reduces them per row in order.
 
 struct GumbelParams {
     uint vocab, chunk, chunks, seed_lo, seed_hi, stream, has_thr;
@@ -15,7 +20,7 @@ kernel void gumbel_partial(device const T* logits [[buffer(0)]], device const ul
                            device uint* ptoken [[buffer(4)]], constant GumbelParams& p [[buffer(5)]],
                            uint2 tg [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]],
                            uint tcount [[threads_per_threadgroup]], uint lane [[thread_index_in_simdgroup]],
-                           uint sg [[simdgroup_index_in_threadgroup]]) {
+                           uint sg [[simdgroup_index_in_threadgroup]], device const float* tab [[buffer(6)]]) {
     const uint row = tg.y, chunk_id = tg.x;
     const uint start = chunk_id * p.chunk;
     const uint end = min(start + p.chunk, p.vocab);
@@ -32,6 +37,10 @@ kernel void gumbel_partial(device const T* logits [[buffer(0)]], device const ul
             if (t >= end) break;
             const float l = float(lr[t]);
             if (!(l >= thr)) continue;
+            // Exact score ≤ upper bound < best: it cannot win, not even a tie
+            // (false while best is NaN, and for NaN logits, which go on and
+            // never win).
+            if (fma(l, p.inv_t, tab[2 * wb_bucket(bits[w])]) < best) continue;
             const float s = fma(l, p.inv_t, wb_gumbel(bits[w]));
             if (wb_better(s, t, best, besti)) {
                 best = s;
@@ -149,7 +158,7 @@ kernel void topk_threshold(device const T* logits [[buffer(0)]], device float* t
 #define GUMBEL(T, NAME)                                                                                       \
     template [[host_name("gumbel_partial_" #NAME)]] kernel void gumbel_partial<T>(                           \
         device const T*, device const ulong*, device const float*, device float*, device uint*,              \
-        constant GumbelParams&, uint2, uint, uint, uint, uint);                                               \
+        constant GumbelParams&, uint2, uint, uint, uint, uint, device const float*);                          \
     template [[host_name("topk_threshold_" #NAME)]] kernel void topk_threshold<T>(                           \
         device const T*, device float*, constant uint&, constant uint&, uint, uint, uint);
 GUMBEL(float, f32)

@@ -5,7 +5,7 @@ use candle_core::op::BackpropOp;
 use candle_core::{DType, Layout, MetalStorage, Result, Storage, Tensor};
 
 use super::hadamard::dtype_name;
-use super::{dispatch, pipeline, size, GUMBEL_SAMPLE};
+use super::{dispatch, pipeline, size, upload, GUMBEL_SAMPLE};
 use crate::sample::GumbelSampler;
 
 /// Tokens per threadgroup.
@@ -60,6 +60,7 @@ pub(crate) fn sample(
     };
     let pscore = dev.new_buffer(batch * chunks, DType::F32, "wb_gumbel_pscore")?;
     let ptoken = dev.new_buffer(batch * chunks, DType::U32, "wb_gumbel_ptoken")?;
+    let tab = upload(&dev, &crate::sample::bound::bucket_table())?;
     let p = pipeline(&dev, GUMBEL_SAMPLE, &format!("gumbel_partial_{t}"))?;
     dispatch(&dev, &p, size(chunks, batch), size(256, 1), |e| {
         e.set_input_buffer(0, Some(s.buffer()), x_off);
@@ -68,6 +69,7 @@ pub(crate) fn sample(
         e.set_output_buffer(3, Some(&pscore), 0);
         e.set_output_buffer(4, Some(&ptoken), 0);
         e.set_bytes(5, &params);
+        e.set_input_buffer(6, Some(&*tab), 0);
     })?;
     let tokens = dev.new_buffer(batch, DType::U32, "wb_gumbel_tokens")?;
     let scores = dev.new_buffer(batch, DType::F32, "wb_gumbel_scores")?;

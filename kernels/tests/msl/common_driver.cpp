@@ -6,6 +6,7 @@
 //   n x                   wb_neg_log_uniform -> float bits
 //   l b                   wb_log of the float with bits b -> float bits
 //   b s i t j             wb_better(float bits s, i, float bits t, j) -> 0/1
+//   k x                   wb_bucket -> decimal
 //   G c s                 hash of wb_gumbel over x = c·2^24 + k·s in
 //                         [c·2^24, (c+1)·2^24): h = h·0x100000001b3 + bits,
 //                         from h = c (u64, wrapping)
@@ -31,6 +32,12 @@ int main() {
                 if (std::scanf("%x", &x) != 1) return 2;
                 const float v = op == 'g' ? wb_gumbel(x) : op == 'n' ? wb_neg_log_uniform(x) : wb_log(as_type<float>(x));
                 std::printf("%08x\n", as_type<uint>(v));
+                break;
+            }
+            case 'k': {
+                uint x;
+                if (std::scanf("%x", &x) != 1) return 2;
+                std::printf("%u\n", wb_bucket(x));
                 break;
             }
             case 'b': {
