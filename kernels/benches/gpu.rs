@@ -427,6 +427,59 @@ mod gpu {
                     );
                 }
             }
+            llm_like_sampling(&dev, copy);
+        }
+    }
+
+    /// The sampler on logits shaped like a language model's, [64, 131072]
+    /// f32, T = 0.8: a bulk N(0, 2.5²) and 16 tokens a row at 18–22
+    /// (synthetic, seeded): a few tokens far above the rest, so the
+    /// filters' bar rises faster than with the uniform logits above.
+    fn llm_like_sampling(dev: &Device, copy: f64) {
+        let (batch, vocab) = (64usize, 131_072usize);
+        let mut state = 0x853c_49e6_748f_ea9bu64;
+        let mut unit = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 + 0.5) / (1u64 << 24) as f32
+        };
+        let mut host: Vec<f32> = (0..batch * vocab)
+            .map(|_| {
+                let (u, v) = (unit(), unit());
+                2.5 * (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+            })
+            .collect();
+        for row in 0..batch {
+            for _ in 0..16 {
+                let i = ((unit() * vocab as f32) as usize).min(vocab - 1);
+                host[row * vocab + i] = 18.0 + 4.0 * unit();
+            }
+        }
+        let x = Tensor::from_vec(host, (batch, vocab), dev).unwrap();
+        let positions: Vec<u64> = (0..batch as u64).collect();
+        let s = GumbelSampler {
+            seed: 7,
+            stream: 0,
+            temperature: 0.8,
+            top_k: None,
+        };
+        let bytes = (batch * vocab * 4) as f64;
+        let detail = format!("\"dtype\":\"F32\",\"batch\":{batch},\"vocab\":{vocab},\"top_k\":null,\"logits\":\"llm_like\"");
+        let t = time(dev, || {
+            let _ = s.sample(&x, &positions).unwrap();
+        });
+        line("gumbel_sample", &detail, bytes, t, copy);
+        #[cfg(feature = "cuda")]
+        {
+            let ms = wb_kernels::sample::cuda_main_kernel_ms(&s, &x, &positions, 50).unwrap();
+            line(
+                "gumbel_sample_kernel_only",
+                &format!("{detail},\"timing\":\"cuda events\""),
+                bytes,
+                Timing::device(ms * 1e-3, 50),
+                copy,
+            );
         }
     }
 }

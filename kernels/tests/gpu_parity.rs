@@ -344,13 +344,19 @@ fn channel_stats_match_cpu() {
     }
 }
 
-fn logits(rng: &mut Rng, len: usize, extreme: bool) -> Vec<f32> {
+/// Logits: uniform on [0, 6), with `extreme` some −inf, NaN, 7 and −0, and
+/// `peaked` shaped like a language model's (a bulk on [−3, 3) and one in
+/// 1024 at 25–30), where the filters' bar rises fast and most steps drop
+/// every token.
+fn logits(rng: &mut Rng, len: usize, extreme: bool, peaked: bool) -> Vec<f32> {
     (0..len)
         .map(|_| match (extreme, rng.below(64)) {
             (true, 0) => f32::NEG_INFINITY,
             (true, 1) => f32::NAN,
             (true, 2) => 7.0,
             (true, 3) => -0.0,
+            _ if peaked && rng.below(1024) == 0 => 25.0 + rng.uniform() * 5.0,
+            _ if peaked => rng.uniform() * 6.0 - 3.0,
             _ => rng.uniform() * 6.0,
         })
         .collect()
@@ -361,7 +367,7 @@ fn gumbel_tokens_are_bit_identical() {
     let dev = gpu();
     let mut rng = Rng(4);
     // 130 rows: two launches (128 rows of positions per launch).
-    let cases: [(usize, usize); 9] = [
+    let cases: [(usize, usize); 10] = [
         (1, 1),
         (3, 5),
         (2, 31),
@@ -371,6 +377,8 @@ fn gumbel_tokens_are_bit_identical() {
         (4, 131_072),
         (1, 50_257),
         (130, 257),
+        // Peaked logits in blocks of several steps.
+        (32, 131_072),
     ];
     for (case, &(batch, vocab)) in cases.iter().enumerate() {
         // Top-k 3000 takes the CUDA threshold's fallback (more keys above its
@@ -382,7 +390,8 @@ fn gumbel_tokens_are_bit_identical() {
                 temperature: [1.0, 0.6, 1.7][case % 3],
                 top_k,
             };
-            let x = logits(&mut rng, batch * vocab, case % 2 == 1);
+            let peaked = case % 3 == 1 || batch * vocab >= 1 << 22;
+            let x = logits(&mut rng, batch * vocab, case % 2 == 1, peaked);
             let positions: Vec<u64> = (0..batch).map(|_| rng.next() >> rng.below(64)).collect();
             for dtype in [DType::F32, DType::BF16, DType::F16] {
                 let xc = Tensor::from_slice(&x, (batch, vocab), &Device::Cpu)
