@@ -310,11 +310,38 @@ pub(crate) fn run(
 }
 
 /// Checks the 16-byte alignment the vector loads need.
-pub(crate) fn check_aligned(what: &str, offset: usize, elem_bytes: usize) -> Result<()> {
-    if !(offset * elem_bytes).is_multiple_of(16) {
+/// The device address and element size of a contiguous input that starts on
+/// a 16-byte boundary (the kernels' vector loads); `what` names the op in
+/// errors.
+pub(crate) fn contiguous_input(
+    s: &CudaStorage,
+    layout: &Layout,
+    what: &str,
+) -> Result<(u64, usize)> {
+    let (start, _) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{what}: the input must be contiguous")))?;
+    let (x, eb) = storage_ptr(s, start)?;
+    if !(start * eb).is_multiple_of(16) {
         bail!("{what}: the CUDA input must start on a 16-byte boundary (copy the tensor first)");
     }
-    Ok(())
+    Ok((x, eb))
+}
+
+/// An uninitialised buffer of `elems` elements of `dtype` (f32, bf16 or
+/// f16) on `dev`.
+pub(crate) fn alloc_float(
+    dev: &CudaDevice,
+    dtype: DType,
+    elems: usize,
+    what: &str,
+) -> Result<CudaStorageSlice> {
+    Ok(match dtype {
+        DType::F32 => CudaStorageSlice::F32(alloc::<f32>(dev, elems)?),
+        DType::BF16 => CudaStorageSlice::BF16(alloc::<half::bf16>(dev, elems)?),
+        DType::F16 => CudaStorageSlice::F16(alloc::<half::f16>(dev, elems)?),
+        other => bail!("{what}: unsupported dtype {other:?}, expected f32, bf16 or f16"),
+    })
 }
 
 pub(crate) fn forward(
@@ -322,21 +349,12 @@ pub(crate) fn forward(
     storage: &CudaStorage,
     layout: &Layout,
 ) -> Result<(CudaStorage, Shape)> {
-    let (start, _) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("hadamard: the input must be contiguous".into()))?;
+    let (x, _) = contiguous_input(storage, layout, "hadamard")?;
     let dev = storage.device.clone();
     let dtype = storage.dtype();
-    let (x, eb) = storage_ptr(storage, start)?;
-    check_aligned("hadamard", start, eb)?;
     let elems = layout.shape().elem_count();
     let rows = elems / op.plan().n();
-    let out = match dtype {
-        DType::F32 => CudaStorageSlice::F32(alloc::<f32>(&dev, elems)?),
-        DType::BF16 => CudaStorageSlice::BF16(alloc::<half::bf16>(&dev, elems)?),
-        DType::F16 => CudaStorageSlice::F16(alloc::<half::f16>(&dev, elems)?),
-        other => bail!("hadamard: unsupported dtype {other:?}, expected f32, bf16 or f16"),
-    };
+    let out = alloc_float(&dev, dtype, elems, "hadamard")?;
     let out = CudaStorage {
         slice: out,
         device: dev.clone(),
@@ -349,13 +367,9 @@ pub(crate) fn forward(
 }
 
 pub(crate) fn inplace(op: &HadamardOp, storage: &mut CudaStorage, layout: &Layout) -> Result<()> {
-    let (start, _) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("hadamard: the tensor must be contiguous".into()))?;
+    let (x, _) = contiguous_input(storage, layout, "hadamard")?;
     let dev = storage.device.clone();
     let dtype = storage.dtype();
-    let (x, eb) = storage_ptr(storage, start)?;
-    check_aligned("hadamard", start, eb)?;
     let rows = layout.shape().elem_count() / op.plan().n();
     if rows > 0 {
         run(op, &dev, x, dtype, x, dtype, rows)?;

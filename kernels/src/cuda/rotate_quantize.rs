@@ -2,11 +2,13 @@
 //! `rotate_quantize.cu`).
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda::CudaStorageSlice;
+use candle_core::cuda::cudarc::driver::CudaSlice;
 use candle_core::op::BackpropOp;
-use candle_core::{bail, CudaStorage, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{bail, CudaDevice, CudaStorage, DType, Layout, Result, Shape, Storage, Tensor};
 
-use super::hadamard::{check_aligned, dtype_name, fwht_shape, fwht_vec, run as rotate};
+use super::hadamard::{
+    alloc_float, contiguous_input, dtype_name, fwht_shape, fwht_vec, run as rotate,
+};
 use super::{alloc, cfg, dptr, events_ms, launch, storage_ptr, upload, ROTATE_QUANTIZE};
 use crate::hadamard::{Direction, HadamardOp};
 use crate::quant::{Bits, Dequantize, QuantConfig, RotateFakeQuant};
@@ -33,6 +35,21 @@ fn fused_shape(log_n: u32, eb: usize) -> (usize, usize, usize) {
     (rpb, block, smem + rpb * nv.div_ceil(32) * 4)
 }
 
+/// Codes and scales for `rows` rows.
+fn outputs(
+    dev: &CudaDevice,
+    op: &HadamardOp,
+    qc: &QuantConfig,
+    group: usize,
+    rows: usize,
+) -> Result<(CudaSlice<u8>, CudaSlice<f32>)> {
+    let n = op.plan().n();
+    Ok((
+        alloc::<u8>(dev, rows * qc.bits.row_bytes(n))?,
+        alloc::<f32>(dev, rows * (n / group))?,
+    ))
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn quantize(
     op: &HadamardOp,
@@ -45,9 +62,7 @@ pub(crate) fn quantize(
     scale_dims: Vec<usize>,
 ) -> Result<(Tensor, Tensor)> {
     let dev = s.device.clone();
-    let n = op.plan().n();
-    let codes = alloc::<u8>(&dev, rows * qc.bits.row_bytes(n))?;
-    let scales = alloc::<f32>(&dev, rows * (n / group))?;
+    let (codes, scales) = outputs(&dev, op, qc, group, rows)?;
     let (pc, ps) = (dptr(&dev, &codes, 0), dptr(&dev, &scales, 0));
     launch_quantize(op, qc, group, s, layout, rows, pc, ps)?;
     let wrap = |st: CudaStorage, dims: Vec<usize>| {
@@ -75,9 +90,7 @@ pub(crate) fn quantize_kernel_ms(
     iters: usize,
 ) -> Result<f64> {
     let dev = s.device.clone();
-    let n = op.plan().n();
-    let codes = alloc::<u8>(&dev, rows * qc.bits.row_bytes(n))?;
-    let scales = alloc::<f32>(&dev, rows * (n / group))?;
+    let (codes, scales) = outputs(&dev, op, qc, group, rows)?;
     let (pc, ps) = (dptr(&dev, &codes, 0), dptr(&dev, &scales, 0));
     events_ms(&dev, iters, || {
         launch_quantize(op, qc, group, s, layout, rows, pc, ps)
@@ -97,13 +110,9 @@ fn launch_quantize(
     pc: u64,
     ps: u64,
 ) -> Result<()> {
-    let (start, _) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("rotate_quantize: not contiguous".into()))?;
+    let (x, eb) = contiguous_input(s, layout, "rotate_quantize")?;
     let dev = s.device.clone();
     let dtype = s.dtype();
-    let (x, eb) = storage_ptr(s, start)?;
-    check_aligned("rotate_quantize", start, eb)?;
     let plan = op.plan();
     let n = plan.n();
     let bits = bits_of(qc.bits);
@@ -155,24 +164,15 @@ pub(crate) fn fake_quant(
     s: &CudaStorage,
     layout: &Layout,
 ) -> Result<(CudaStorage, Shape)> {
-    let (start, _) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("rotate_fake_quant: not contiguous".into()))?;
+    let (x, eb) = contiguous_input(s, layout, "rotate_fake_quant")?;
     let dev = s.device.clone();
     let dtype = s.dtype();
-    let (x, eb) = storage_ptr(s, start)?;
-    check_aligned("rotate_fake_quant", start, eb)?;
     let plan = q.op.plan();
     let n = plan.n();
     let group = q.cfg.group_len(n)?;
     let elems = layout.shape().elem_count();
     let rows = elems / n;
-    let out = match dtype {
-        DType::F32 => CudaStorageSlice::F32(alloc::<f32>(&dev, elems)?),
-        DType::BF16 => CudaStorageSlice::BF16(alloc::<half::bf16>(&dev, elems)?),
-        DType::F16 => CudaStorageSlice::F16(alloc::<half::f16>(&dev, elems)?),
-        other => bail!("rotate_fake_quant: unsupported dtype {other:?}"),
-    };
+    let out = alloc_float(&dev, dtype, elems, "rotate_fake_quant")?;
     let out = CudaStorage {
         slice: out,
         device: dev.clone(),
