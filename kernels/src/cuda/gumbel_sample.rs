@@ -99,12 +99,11 @@ const BAR_STRIDE: usize = 16;
 /// tagged by the launch's epoch, so nothing resets them), the top-k
 /// thresholds and the bucket table.
 ///
-/// Their device addresses are taken once, when the scratch is made, not at
-/// every call: with candle's stream, each `device_ptr` is a driver call to
-/// wait for the slice's last write and another to record a read, and the
-/// sampler calls it at every call. Only this
-/// module's kernels touch these buffers, all on the device's one stream, so
-/// the stream's order already orders them.
+/// Their device addresses are taken once, when the scratch is made: each
+/// `device_ptr` on candle's stream costs two stream operations (a wait for
+/// the slice's last write, a record of a read), eight a call here before.
+/// Only this module's kernels touch these buffers, all on the device's one
+/// stream, whose order already orders them.
 struct Scratch {
     rows: usize,
     epoch: u32,
