@@ -8,8 +8,10 @@
 //! tie rule) are then run on the host and compared bit for bit with the Rust
 //! reference that the CPU and CUDA paths match: on chosen and random inputs,
 //! and the noise on every 251st of the 2^32 inputs (all of them with
-//! `WB_MSL_EXHAUSTIVE=1`). Last, the sampler's kernels themselves run on the
-//! host, one thread a threadgroup, and must give the CPU's tokens and scores.
+//! `WB_MSL_EXHAUSTIVE=1`). Last, the kernels that a host can run run there:
+//! the sampler's, one thread a threadgroup, must give the CPU's tokens and
+//! scores; those whose threads work alone (`channel_stats`, `dequantize_*`)
+//! the CPU's results.
 //!
 //! What this does not check: Metal's own rules (address spaces, attributes,
 //! which C++ Metal accepts), simdgroup and threadgroup semantics, and the
@@ -24,6 +26,7 @@ use std::process::{Command, Stdio};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 use wb_kernels::philox::philox4x32_10;
+use wb_kernels::quant::{dequantize, Bits, QuantConfig};
 use wb_kernels::sample::{bound, noise, GumbelSampler};
 
 const MODULES: [&str; 5] = [
@@ -319,27 +322,7 @@ fn metal_sample_on_host(
 #[test]
 fn metal_sampler_on_the_host_matches_cpu() {
     let Some(cxx) = cxx() else { return };
-    let metal = crate_dir().join("src/metal");
-    let src = format!(
-        "{}\n{}\n{}",
-        std::fs::read_to_string(metal.join("common.metal")).unwrap(),
-        std::fs::read_to_string(metal.join("gumbel_sample.metal")).unwrap(),
-        std::fs::read_to_string(crate_dir().join("tests/msl/sampler_harness.cpp")).unwrap()
-    );
-    let file = scratch_file("sampler_harness.cpp");
-    std::fs::write(&file, strip_attributes(&src)).unwrap();
-    let exe = scratch_file("sampler_harness");
-    run_checked(
-        Command::new(&cxx)
-            .args(["-std=c++17", "-O2", "-ffp-contract=off", "-Wno-attributes"])
-            .arg("-I")
-            .arg(crate_dir().join("tests/msl"))
-            .args(["-x", "c++"])
-            .arg(&file)
-            .arg("-o")
-            .arg(&exe),
-        "building the Metal sampler's host harness",
-    );
+    let exe = build_harness(&cxx, &["gumbel_sample"], "sampler_harness");
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut next = move || {
         state ^= state << 13;
@@ -398,6 +381,144 @@ fn metal_sampler_on_the_host_matches_cpu() {
         }
     }
     eprintln!("msl_check: Metal sampler on the host = CPU in {cases} cases");
+}
+
+/// A host executable of `common.metal`, the given modules (attributes
+/// stripped) and `tests/msl/<harness>.cpp`, which calls their kernels.
+fn build_harness(cxx: &str, modules: &[&str], harness: &str) -> PathBuf {
+    let metal = crate_dir().join("src/metal");
+    let mut src = std::fs::read_to_string(metal.join("common.metal")).unwrap();
+    for m in modules {
+        src += "\n";
+        src += &std::fs::read_to_string(metal.join(format!("{m}.metal"))).unwrap();
+    }
+    src += "\n";
+    src += &std::fs::read_to_string(crate_dir().join(format!("tests/msl/{harness}.cpp"))).unwrap();
+    let file = scratch_file(&format!("{harness}.cpp"));
+    std::fs::write(&file, strip_attributes(&src)).unwrap();
+    let exe = scratch_file(harness);
+    run_checked(
+        Command::new(cxx)
+            // As Metal with fast math off: IEEE single precision, nothing
+            // contracted.
+            .args(["-std=c++17", "-O2", "-ffp-contract=off"])
+            .arg("-I")
+            .arg(crate_dir().join("tests/msl"))
+            .args(["-x", "c++"])
+            .arg(&file)
+            .arg("-o")
+            .arg(&exe),
+        &format!(
+            "building tests/msl/{harness}.cpp with {}",
+            modules.join(", ")
+        ),
+    );
+    exe
+}
+
+fn parse_bits(out: &str) -> Vec<f32> {
+    out.lines()
+        .map(|l| f32::from_bits(u32::from_str_radix(l, 16).unwrap()))
+        .collect()
+}
+
+/// The Metal kernels whose threads work alone run on the host, one call per
+/// grid position, and give the CPU's bits: `channel_stats` (the same
+/// updates in the same order, nothing contracted; on a GPU the parity test
+/// allows other roundings), `dequantize_8` and `dequantize_4`.
+#[test]
+fn metal_thread_kernels_on_the_host_match_cpu() {
+    let Some(cxx) = cxx() else { return };
+    let exe = build_harness(
+        &cxx,
+        &["channel_stats", "rotate_quantize"],
+        "thread_kernels_harness",
+    );
+    let mut state = 0x1234_5678_9abc_def1u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut unit = move || (next() >> 40) as f32 / (1u64 << 24) as f32;
+    for (rows, channels, block) in [(1usize, 1usize, 1usize), (37, 5, 8), (1000, 300, 128)] {
+        let mut x: Vec<f32> = (0..rows * channels)
+            .map(|i| 10f32.powi((i % channels % 4) as i32) + unit())
+            .collect();
+        x[rows * channels / 2] = f32::NAN;
+        x[0] = 1e4;
+        let want: Vec<f32> = wb_kernels::stats::channel_stats(
+            &Tensor::from_slice(&x, (rows, channels), &Device::Cpu).unwrap(),
+            block,
+        )
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+        let mut q = format!("S {rows} {channels} {block}\n");
+        for v in &x {
+            q += &format!("{:x}\n", v.to_bits());
+        }
+        let got = parse_bits(&run_driver(&exe, &q));
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                g.to_bits() == w.to_bits(),
+                "channel_stats [{rows}, {channels}] field {} at {i}: MSL {g} CPU {w}",
+                i % 6
+            );
+        }
+    }
+    for (bits, n, group) in [
+        (Bits::Int8, 64usize, 16usize),
+        (Bits::Int4, 64, 32),
+        (Bits::Int4, 96, 96),
+    ] {
+        let rows = 5;
+        let cfg = QuantConfig {
+            bits,
+            group: Some(group),
+            clip_ratio: 1.0,
+        };
+        let codes: Vec<u8> = (0..rows * bits.row_bytes(n))
+            .map(|_| next_byte(&mut unit))
+            .collect();
+        let scales: Vec<f32> = (0..rows * n / group).map(|_| unit() * 0.1).collect();
+        let want: Vec<f32> = dequantize(
+            &Tensor::from_slice(&codes, (rows, bits.row_bytes(n)), &Device::Cpu).unwrap(),
+            &Tensor::from_slice(&scales, (rows, n / group), &Device::Cpu).unwrap(),
+            &cfg,
+            n,
+        )
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+        let width = if bits == Bits::Int8 { 8 } else { 4 };
+        let mut q = format!("D {width} {} {group}\n", rows * n);
+        for c in &codes {
+            q += &format!("{c:x}\n");
+        }
+        for v in &scales {
+            q += &format!("{:x}\n", v.to_bits());
+        }
+        let got = parse_bits(&run_driver(&exe, &q));
+        let same = got
+            .iter()
+            .zip(&want)
+            .all(|(g, w)| g.to_bits() == w.to_bits());
+        assert!(
+            same && got.len() == want.len(),
+            "dequantize {bits:?} n {n} group {group}"
+        );
+    }
+}
+
+fn next_byte(unit: &mut impl FnMut() -> f32) -> u8 {
+    (unit() * 256.0) as u8
 }
 
 fn build_driver(cxx: &str, name: &str) -> PathBuf {
