@@ -76,6 +76,16 @@ fn strip_attributes(src: &str) -> String {
     out
 }
 
+/// A seeded xorshift64 stream (inputs only; nothing statistical).
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 fn scratch_file(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wb-msl-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -115,13 +125,8 @@ fn metal_sources_compile_as_cpp() {
 
 /// Queries for the driver and the answers the Rust reference gives.
 fn queries() -> (String, Vec<String>) {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state as u32
-    };
+    let mut words = xorshift(0x9E37_79B9_7F4A_7C15u64);
+    let mut next = move || words() as u32;
     let (mut q, mut want) = (String::new(), Vec::new());
     for _ in 0..2000 {
         let (c, k) = ([next(), next(), next(), next()], [next(), next()]);
@@ -323,13 +328,7 @@ fn metal_sample_on_host(
 fn metal_sampler_on_the_host_matches_cpu() {
     let Some(cxx) = cxx() else { return };
     let exe = build_harness(&cxx, &["gumbel_sample"], "sampler_harness");
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x2545_F491_4F6C_DD1Du64);
     let mut cases = 0;
     for (case, (batch, vocab, chunk)) in [
         (3, 20_000, 8192),
@@ -398,12 +397,7 @@ fn build_harness(cxx: &str, modules: &[&str], harness: &str) -> PathBuf {
     std::fs::write(&file, strip_attributes(&src)).unwrap();
     let exe = scratch_file(harness);
     run_checked(
-        Command::new(cxx)
-            // As Metal with fast math off: IEEE single precision, nothing
-            // contracted.
-            .args(["-std=c++17", "-O2", "-ffp-contract=off"])
-            .arg("-I")
-            .arg(crate_dir().join("tests/msl"))
+        host_compiler(cxx)
             .args(["-x", "c++"])
             .arg(&file)
             .arg("-o")
@@ -434,13 +428,7 @@ fn metal_thread_kernels_on_the_host_match_cpu() {
         &["channel_stats", "rotate_quantize"],
         "thread_kernels_harness",
     );
-    let mut state = 0x1234_5678_9abc_def1u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x1234_5678_9abc_def1u64);
     let mut unit = move || (next() >> 40) as f32 / (1u64 << 24) as f32;
     for (rows, channels, block) in [(1usize, 1usize, 1usize), (37, 5, 8), (1000, 300, 128)] {
         let mut x: Vec<f32> = (0..rows * channels)
@@ -521,15 +509,21 @@ fn next_byte(unit: &mut impl FnMut() -> f32) -> u8 {
     (unit() * 256.0) as u8
 }
 
+/// The host compiler set up for the MSL: the stand-in `<metal_stdlib>`, and
+/// IEEE single precision with nothing contracted, as Metal with fast math
+/// off (common.metal spells out every fma).
+fn host_compiler(cxx: &str) -> Command {
+    let mut c = Command::new(cxx);
+    c.args(["-std=c++17", "-O2", "-ffp-contract=off"])
+        .arg("-I")
+        .arg(crate_dir().join("tests/msl"));
+    c
+}
+
 fn build_driver(cxx: &str, name: &str) -> PathBuf {
     let exe = scratch_file(name);
     run_checked(
-        Command::new(cxx)
-            // IEEE single precision with no contraction, as Metal with fast
-            // math off (common.metal spells out every fma).
-            .args(["-std=c++17", "-O2", "-ffp-contract=off"])
-            .arg("-I")
-            .arg(crate_dir().join("tests/msl"))
+        host_compiler(cxx)
             .arg("-I")
             .arg(crate_dir().join("src/metal"))
             .arg(crate_dir().join("tests/msl/common_driver.cpp"))
