@@ -31,8 +31,8 @@
 //
 // H100, [64, 131072] f32 at T = 0.8 (the benchmark): 17.2–17.3 µs against
 // the two-pass filter's 22.7–22.9 in the fifth round's final run (bf16:
-// 18.2–18.4 against 24.3–24.8). What the instructions are, and what was tried, is in
-// kernels/gpu/README.md.
+// 18.2–18.4 against 24.3–24.8). What the instructions are, and what was
+// tried, is in kernels/gpu/README.md.
 
 // g = B − p − δ for p = Lm/T rounded: δ = 2^−10 + (|B| + |p|)·2^−19 is
 // hundreds of times the roundings of g's three steps and of the score's fma

@@ -309,7 +309,6 @@ pub(crate) fn run(
     Ok(())
 }
 
-/// Checks the 16-byte alignment the vector loads need.
 /// The device address and element size of a contiguous input that starts on
 /// a 16-byte boundary (the kernels' vector loads); `what` names the op in
 /// errors.

@@ -35,19 +35,19 @@ fn fused_shape(log_n: u32, eb: usize) -> (usize, usize, usize) {
     (rpb, block, smem + rpb * nv.div_ceil(32) * 4)
 }
 
-/// Codes and scales for `rows` rows.
+/// Codes and scales for `rows` rows, and their device addresses.
 fn outputs(
     dev: &CudaDevice,
     op: &HadamardOp,
     qc: &QuantConfig,
     group: usize,
     rows: usize,
-) -> Result<(CudaSlice<u8>, CudaSlice<f32>)> {
+) -> Result<(CudaSlice<u8>, CudaSlice<f32>, u64, u64)> {
     let n = op.plan().n();
-    Ok((
-        alloc::<u8>(dev, rows * qc.bits.row_bytes(n))?,
-        alloc::<f32>(dev, rows * (n / group))?,
-    ))
+    let codes = alloc::<u8>(dev, rows * qc.bits.row_bytes(n))?;
+    let scales = alloc::<f32>(dev, rows * (n / group))?;
+    let (pc, ps) = (dptr(dev, &codes, 0), dptr(dev, &scales, 0));
+    Ok((codes, scales, pc, ps))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -62,8 +62,7 @@ pub(crate) fn quantize(
     scale_dims: Vec<usize>,
 ) -> Result<(Tensor, Tensor)> {
     let dev = s.device.clone();
-    let (codes, scales) = outputs(&dev, op, qc, group, rows)?;
-    let (pc, ps) = (dptr(&dev, &codes, 0), dptr(&dev, &scales, 0));
+    let (codes, scales, pc, ps) = outputs(&dev, op, qc, group, rows)?;
     launch_quantize(op, qc, group, s, layout, rows, pc, ps)?;
     let wrap = |st: CudaStorage, dims: Vec<usize>| {
         Tensor::from_storage(Storage::Cuda(st), dims, BackpropOp::none(), false)
@@ -90,8 +89,8 @@ pub(crate) fn quantize_kernel_ms(
     iters: usize,
 ) -> Result<f64> {
     let dev = s.device.clone();
-    let (codes, scales) = outputs(&dev, op, qc, group, rows)?;
-    let (pc, ps) = (dptr(&dev, &codes, 0), dptr(&dev, &scales, 0));
+    // Kept alive while the kernels write them.
+    let (_codes, _scales, pc, ps) = outputs(&dev, op, qc, group, rows)?;
     events_ms(&dev, iters, || {
         launch_quantize(op, qc, group, s, layout, rows, pc, ps)
     })
