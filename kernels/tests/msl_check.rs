@@ -8,26 +8,32 @@
 //! tie rule) are then run on the host and compared bit for bit with the Rust
 //! reference that the CPU and CUDA paths match: on chosen and random inputs,
 //! and the noise on every 251st of the 2^32 inputs (all of them with
-//! `WB_MSL_EXHAUSTIVE=1`). Last, the kernels that a host can run run there:
-//! the sampler's, one thread a threadgroup, must give the CPU's tokens and
-//! scores; those whose threads work alone (`channel_stats`, `dequantize_*`)
-//! the CPU's results.
+//! `WB_MSL_EXHAUSTIVE=1`); so are the stand-in's 16-bit float conversions
+//! (`half`, `bfloat`: 16 bits of storage, rounded to nearest even), against
+//! the `half` crate the CPU uses, which `tests/msl_group_check.rs` relies on.
 //!
-//! What this does not check: Metal's own rules (address spaces, attributes,
-//! which C++ Metal accepts), simdgroup and threadgroup semantics, and the
-//! kernels' results. Those need `cargo test -p wb-kernels --features metal
-//! --test gpu_parity` on a Mac. Without a C++ compiler the tests fail unless
-//! `WB_SKIP_MSL_CHECK=1` is set.
+//! The kernels themselves run in `tests/msl_group_check.rs`, with
+//! threadgroup and simdgroup semantics emulated on the host, dispatched as
+//! `src/metal/*.rs` dispatches them, against the CPU.
+//!
+//! What neither checks: Metal's own rules (address spaces, attributes,
+//! which C++ Metal accepts), and what the emulator cannot model (see
+//! `tests/msl_group_check.rs`). Those need `cargo test -p wb-kernels
+//! --features metal --test gpu_parity` on a Mac. Without a C++ compiler the
+//! tests fail unless `WB_SKIP_MSL_CHECK=1` is set.
 
-use std::io::Write;
+#[path = "msl/host.rs"]
+mod host;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use candle_core::{Device, Tensor};
+use half::{bf16, f16};
 use rayon::prelude::*;
 use wb_kernels::philox::philox4x32_10;
-use wb_kernels::quant::{dequantize, Bits, QuantConfig};
-use wb_kernels::sample::{bound, noise, GumbelSampler};
+use wb_kernels::sample::{bound, noise};
+
+use host::{crate_dir, cxx, host_compiler, run_checked, scratch_file, strip_attributes, xorshift};
 
 const MODULES: [&str; 5] = [
     "hadamard",
@@ -36,70 +42,6 @@ const MODULES: [&str; 5] = [
     "gemm",
     "gumbel_sample",
 ];
-
-fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The host C++ compiler, or None when the check is explicitly skipped.
-fn cxx() -> Option<String> {
-    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
-    let found = Command::new(&cxx)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return Some(cxx);
-    }
-    if std::env::var("WB_SKIP_MSL_CHECK").as_deref() == Ok("1") {
-        eprintln!("msl_check: no C++ compiler ({cxx}); skipped (WB_SKIP_MSL_CHECK=1)");
-        return None;
-    }
-    panic!("msl_check: no C++ compiler found as `{cxx}` (set CXX, or WB_SKIP_MSL_CHECK=1 to skip)");
-}
-
-/// `src` without its `[[...]]` attribute specifiers (buffer indices, host
-/// names): the host compiler would only warn about them, but the stand-in
-/// erases the `threadgroup` keyword, which would leave `[[(0)]]` behind.
-/// In C++ `[[` can only open an attribute, so no array index is touched.
-fn strip_attributes(src: &str) -> String {
-    let mut out = String::with_capacity(src.len());
-    let mut rest = src;
-    while let Some(i) = rest.find("[[") {
-        out.push_str(&rest[..i]);
-        let end = rest[i..]
-            .find("]]")
-            .unwrap_or_else(|| panic!("unterminated attribute in {:?}", &rest[i..]));
-        rest = &rest[i + end + 2..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// A seeded xorshift64 stream (inputs only; nothing statistical).
-fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
-    move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    }
-}
-
-fn scratch_file(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wb-msl-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-fn run_checked(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn metal_sources_compile_as_cpp() {
@@ -199,6 +141,51 @@ fn queries() -> (String, Vec<String>) {
         let r = noise::better(f32::from_bits(s), i, f32::from_bits(t), j);
         want.push(format!("{}", r as u8));
     }
+    // The stand-in's 16-bit floats against the `half` crate the CPU uses:
+    // every half and bfloat widened, and floats rounded to both (the ends of
+    // the ranges, subnormals, ties, NaN, random bits).
+    for h in 0..=u16::MAX {
+        q += &format!("w {h:x}\nW {h:x}\n");
+        want.push(format!("{:08x}", f16::from_bits(h).to_f32().to_bits()));
+        want.push(format!("{:08x}", bf16::from_bits(h).to_f32().to_bits()));
+    }
+    let mut fs: Vec<u32> = vec![
+        0,
+        0x8000_0000,
+        0x7f80_0000,
+        0xff80_0000,
+        0x7fc0_0000,
+        0x7f80_0001,
+        0xffa0_1234,
+        0x477f_e000, // 65504, the largest half
+        0x477f_efff,
+        0x477f_f000, // halfway to 65536: ties to even, infinity
+        0x477f_f001,
+        0x3380_0000, // 2^-24, the smallest half subnormal
+        0x3300_0000, // 2^-25: a tie, to 0
+        0x3300_0001,
+        0x3340_0000, // 1.5 · 2^-24: a tie, to 2^-23
+        0x3880_0000, // 2^-14, the smallest normal half
+        0x387f_c000,
+        0x387f_e000,
+        0x7f7f_ffff,
+        0x3f80_8000, // a bfloat tie, to even
+        0x3f81_8000,
+        0x0000_0001,
+    ];
+    fs.extend((0..20_000).map(|_| next()));
+    fs.extend((0..20_000).map(|_| (next() & 0x8fff_ffff) | 0x3000_0000));
+    for &x in &fs {
+        q += &format!("h {x:x}\nH {x:x}\n");
+        want.push(format!(
+            "{:04x}",
+            f16::from_f32(f32::from_bits(x)).to_bits()
+        ));
+        want.push(format!(
+            "{:04x}",
+            bf16::from_f32(f32::from_bits(x)).to_bits()
+        ));
+    }
     (q, want)
 }
 
@@ -284,242 +271,6 @@ fn metal_noise_matches_rust_across_the_range() {
     eprintln!("msl_check: 256 chunks, stride {stride}: noise identical");
 }
 
-/// One host run of gumbel_sample.metal (tests/msl/sampler_harness.cpp):
-/// tokens and score bits of each row.
-#[allow(clippy::too_many_arguments)]
-fn metal_sample_on_host(
-    exe: &Path,
-    g: &GumbelSampler,
-    logits: &[f32],
-    batch: usize,
-    vocab: usize,
-    chunk: usize,
-    positions: &[u64],
-) -> Vec<(u32, u32)> {
-    let mut q = format!(
-        "{batch} {vocab} {chunk} {:x} {:x} {:x} {:x} {}\n",
-        g.seed as u32,
-        (g.seed >> 32) as u32,
-        g.stream,
-        g.inv_temperature().to_bits(),
-        g.top_k.unwrap_or(0)
-    );
-    for p in positions {
-        q += &format!("{p:x}\n");
-    }
-    for v in logits.iter().chain(bound::bucket_table().iter()) {
-        q += &format!("{:x}\n", v.to_bits());
-    }
-    run_driver(exe, &q)
-        .lines()
-        .map(|l| {
-            let (t, s) = l.split_once(' ').expect("token and score");
-            (t.parse().unwrap(), u32::from_str_radix(s, 16).unwrap())
-        })
-        .collect()
-}
-
-/// gumbel_sample.metal's kernels, run on the host one thread a threadgroup
-/// (so the bucket-bound filter and the exact scores of each chunk run in
-/// order in one thread, and the chunks meet in gumbel_finish), give the
-/// CPU sampler's tokens and score bits: ties, NaN logits, infinities,
-/// temperatures, top-k, chunk edges and vocabularies off a multiple of 4.
-#[test]
-fn metal_sampler_on_the_host_matches_cpu() {
-    let Some(cxx) = cxx() else { return };
-    let exe = build_harness(&cxx, &["gumbel_sample"], "sampler_harness");
-    let mut next = xorshift(0x2545_F491_4F6C_DD1Du64);
-    let mut cases = 0;
-    for (case, (batch, vocab, chunk)) in [
-        (3, 20_000, 8192),
-        (2, 131_071, 8192),
-        (4, 1_003, 64),
-        (1, 7, 8192),
-        (5, 4_096, 100),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let mut logits: Vec<f32> = (0..batch * vocab)
-            .map(|_| ((next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 16.0)
-            .collect();
-        if case % 2 == 1 {
-            // Ties, NaNs and infinities.
-            for (i, v) in logits.iter_mut().enumerate() {
-                match next() % 97 {
-                    0 => *v = f32::NAN,
-                    1 => *v = 3.0,
-                    2 => *v = f32::NEG_INFINITY,
-                    3 if i % 5 == 0 => *v = 1e30,
-                    _ => {}
-                }
-            }
-        }
-        let positions: Vec<u64> = (0..batch).map(|_| next() >> (next() % 64)).collect();
-        let x = Tensor::from_slice(&logits, (batch, vocab), &Device::Cpu).unwrap();
-        for (temperature, top_k) in [(1.0f32, None), (0.7, None), (2.5, Some(50)), (1.0, Some(1))] {
-            let g = GumbelSampler {
-                seed: next(),
-                stream: next() as u32,
-                temperature,
-                top_k,
-            };
-            let want = g.sample(&x, &positions).unwrap();
-            let tw: Vec<u32> = want.tokens.to_vec1().unwrap();
-            let sw: Vec<u32> = want
-                .scores
-                .to_vec1::<f32>()
-                .unwrap()
-                .iter()
-                .map(|v| v.to_bits())
-                .collect();
-            let got = metal_sample_on_host(&exe, &g, &logits, batch, vocab, chunk, &positions);
-            let want: Vec<(u32, u32)> = tw.into_iter().zip(sw).collect();
-            assert_eq!(got, want, "[{batch}, {vocab}] chunk {chunk} {g:?}");
-            cases += 1;
-        }
-    }
-    eprintln!("msl_check: Metal sampler on the host = CPU in {cases} cases");
-}
-
-/// A host executable of `common.metal`, the given modules (attributes
-/// stripped) and `tests/msl/<harness>.cpp`, which calls their kernels.
-fn build_harness(cxx: &str, modules: &[&str], harness: &str) -> PathBuf {
-    let metal = crate_dir().join("src/metal");
-    let mut src = std::fs::read_to_string(metal.join("common.metal")).unwrap();
-    for m in modules {
-        src += "\n";
-        src += &std::fs::read_to_string(metal.join(format!("{m}.metal"))).unwrap();
-    }
-    src += "\n";
-    src += &std::fs::read_to_string(crate_dir().join(format!("tests/msl/{harness}.cpp"))).unwrap();
-    let file = scratch_file(&format!("{harness}.cpp"));
-    std::fs::write(&file, strip_attributes(&src)).unwrap();
-    let exe = scratch_file(harness);
-    run_checked(
-        host_compiler(cxx)
-            .args(["-x", "c++"])
-            .arg(&file)
-            .arg("-o")
-            .arg(&exe),
-        &format!(
-            "building tests/msl/{harness}.cpp with {}",
-            modules.join(", ")
-        ),
-    );
-    exe
-}
-
-fn parse_bits(out: &str) -> Vec<f32> {
-    out.lines()
-        .map(|l| f32::from_bits(u32::from_str_radix(l, 16).unwrap()))
-        .collect()
-}
-
-/// The Metal kernels whose threads work alone run on the host, one call per
-/// grid position, and give the CPU's bits: `channel_stats` (the same
-/// updates in the same order, nothing contracted; on a GPU the parity test
-/// allows other roundings), `dequantize_8` and `dequantize_4`.
-#[test]
-fn metal_thread_kernels_on_the_host_match_cpu() {
-    let Some(cxx) = cxx() else { return };
-    let exe = build_harness(
-        &cxx,
-        &["channel_stats", "rotate_quantize"],
-        "thread_kernels_harness",
-    );
-    let mut next = xorshift(0x1234_5678_9abc_def1u64);
-    let mut unit = move || (next() >> 40) as f32 / (1u64 << 24) as f32;
-    for (rows, channels, block) in [(1usize, 1usize, 1usize), (37, 5, 8), (1000, 300, 128)] {
-        let mut x: Vec<f32> = (0..rows * channels)
-            .map(|i| 10f32.powi((i % channels % 4) as i32) + unit())
-            .collect();
-        x[rows * channels / 2] = f32::NAN;
-        x[0] = 1e4;
-        let want: Vec<f32> = wb_kernels::stats::channel_stats(
-            &Tensor::from_slice(&x, (rows, channels), &Device::Cpu).unwrap(),
-            block,
-        )
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-        let mut q = format!("S {rows} {channels} {block}\n");
-        for v in &x {
-            q += &format!("{:x}\n", v.to_bits());
-        }
-        let got = parse_bits(&run_driver(&exe, &q));
-        assert_eq!(got.len(), want.len());
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                g.to_bits() == w.to_bits(),
-                "channel_stats [{rows}, {channels}] field {} at {i}: MSL {g} CPU {w}",
-                i % 6
-            );
-        }
-    }
-    for (bits, n, group) in [
-        (Bits::Int8, 64usize, 16usize),
-        (Bits::Int4, 64, 32),
-        (Bits::Int4, 96, 96),
-    ] {
-        let rows = 5;
-        let cfg = QuantConfig {
-            bits,
-            group: Some(group),
-            clip_ratio: 1.0,
-        };
-        let codes: Vec<u8> = (0..rows * bits.row_bytes(n))
-            .map(|_| next_byte(&mut unit))
-            .collect();
-        let scales: Vec<f32> = (0..rows * n / group).map(|_| unit() * 0.1).collect();
-        let want: Vec<f32> = dequantize(
-            &Tensor::from_slice(&codes, (rows, bits.row_bytes(n)), &Device::Cpu).unwrap(),
-            &Tensor::from_slice(&scales, (rows, n / group), &Device::Cpu).unwrap(),
-            &cfg,
-            n,
-        )
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-        let width = if bits == Bits::Int8 { 8 } else { 4 };
-        let mut q = format!("D {width} {} {group}\n", rows * n);
-        for c in &codes {
-            q += &format!("{c:x}\n");
-        }
-        for v in &scales {
-            q += &format!("{:x}\n", v.to_bits());
-        }
-        let got = parse_bits(&run_driver(&exe, &q));
-        let same = got
-            .iter()
-            .zip(&want)
-            .all(|(g, w)| g.to_bits() == w.to_bits());
-        assert!(
-            same && got.len() == want.len(),
-            "dequantize {bits:?} n {n} group {group}"
-        );
-    }
-}
-
-fn next_byte(unit: &mut impl FnMut() -> f32) -> u8 {
-    (unit() * 256.0) as u8
-}
-
-/// The host compiler set up for the MSL: the stand-in `<metal_stdlib>`, and
-/// IEEE single precision with nothing contracted, as Metal with fast math
-/// off (common.metal spells out every fma).
-fn host_compiler(cxx: &str) -> Command {
-    let mut c = Command::new(cxx);
-    c.args(["-std=c++17", "-O2", "-ffp-contract=off"])
-        .arg("-I")
-        .arg(crate_dir().join("tests/msl"));
-    c
-}
-
 fn build_driver(cxx: &str, name: &str) -> PathBuf {
     let exe = scratch_file(name);
     run_checked(
@@ -535,16 +286,6 @@ fn build_driver(cxx: &str, name: &str) -> PathBuf {
 }
 
 fn run_driver(exe: &Path, input: &str) -> String {
-    let mut child = Command::new(exe)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run the driver");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_owned();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(out.status.success(), "driver exited with {}", out.status);
-    String::from_utf8(out.stdout).unwrap()
+    let out = host::run_program(exe, input.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    String::from_utf8(out).unwrap()
 }

@@ -7,6 +7,8 @@
 //   l b                   wb_log of the float with bits b -> float bits
 //   b s i t j             wb_better(float bits s, i, float bits t, j) -> 0/1
 //   k x                   wb_bucket -> decimal
+//   h x / H x             float bits x rounded to half / bfloat -> 16 bits
+//   w h / W h             half / bfloat bits h widened -> float bits
 //   G c s                 hash of wb_gumbel over x = c·2^24 + k·s in
 //                         [c·2^24, (c+1)·2^24): h = h·0x100000001b3 + bits,
 //                         from h = c (u64, wrapping)
@@ -44,6 +46,31 @@ int main() {
                 uint s, i, t, j;
                 if (std::scanf("%x %x %x %x", &s, &i, &t, &j) != 4) return 2;
                 std::printf("%d\n", wb_better(as_type<float>(s), i, as_type<float>(t), j) ? 1 : 0);
+                break;
+            }
+            case 'h':
+            case 'H': {
+                uint x;
+                if (std::scanf("%x", &x) != 1) return 2;
+                const float f = as_type<float>(x);
+                std::printf("%04x\n", op == 'h' ? uint(half(f).bits) : uint(bfloat(f).bits));
+                break;
+            }
+            case 'w':
+            case 'W': {
+                uint h;
+                if (std::scanf("%x", &h) != 1 || h > 0xffff) return 2;
+                float f;
+                if (op == 'w') {
+                    half v;
+                    v.bits = uint16_t(h);
+                    f = v;
+                } else {
+                    bfloat v;
+                    v.bits = uint16_t(h);
+                    f = v;
+                }
+                std::printf("%08x\n", as_type<uint>(f));
                 break;
             }
             case 'G': {

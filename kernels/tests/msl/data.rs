@@ -1,0 +1,150 @@
+//! Inputs and outputs of the host runs of the Metal kernels
+//! (`tests/msl_group_check.rs`): seeded inputs, Hadamard bases, tensors into
+//! buffers and buffer bytes back into values, and the parity tests' error.
+
+use std::sync::Arc;
+
+use candle_core::{DType, Tensor};
+use half::{bf16, f16};
+use wb_kernels::hadamard::HadamardPlan;
+
+use super::emu::{Buffer, Dev};
+use super::host::xorshift;
+
+/// A seeded stream of f32 in [-1, 1).
+pub fn uniform(seed: u64) -> impl FnMut() -> f32 {
+    let mut next = xorshift(seed);
+    move || ((next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+}
+
+pub fn host(t: &Tensor) -> Vec<f32> {
+    t.to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+/// A CPU tensor's elements into a new buffer (f32, bf16, f16, u8).
+pub fn upload(dev: &mut Dev, t: &Tensor) -> Buffer {
+    let t = t.flatten_all().unwrap();
+    match t.dtype() {
+        DType::F32 => dev.new_buffer_with_data(&t.to_vec1::<f32>().unwrap()),
+        DType::BF16 => dev.new_buffer_with_data(&t.to_vec1::<bf16>().unwrap()),
+        DType::F16 => dev.new_buffer_with_data(&t.to_vec1::<f16>().unwrap()),
+        DType::U8 => dev.new_buffer_with_data(&t.to_vec1::<u8>().unwrap()),
+        other => panic!("no upload of {other:?}"),
+    }
+    .unwrap()
+}
+
+/// A buffer's bytes as f32 values of `dtype`.
+pub fn floats(bytes: &[u8], dtype: DType) -> Vec<f32> {
+    match dtype {
+        DType::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+        DType::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| bf16::from_le_bytes(b.try_into().unwrap()).to_f32())
+            .collect(),
+        DType::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| f16::from_le_bytes(b.try_into().unwrap()).to_f32())
+            .collect(),
+        other => panic!("no floats of {other:?}"),
+    }
+}
+
+pub fn words(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+/// As in gpu_parity.rs: relative L2 error, infinite when a NaN appears.
+pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    if a.iter().chain(b).any(|v| v.is_nan()) {
+        return f64::INFINITY;
+    }
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum();
+    let den: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum();
+    (num / den.max(1e-300)).sqrt()
+}
+
+/// Paley I base of order q + 1 (q prime, q ≡ 3 mod 4), as in gpu_parity.rs.
+pub fn paley(q: usize) -> Vec<i8> {
+    let residue = |a: usize| (1..q).any(|x| x * x % q == a);
+    let m = q + 1;
+    let mut h = vec![0i8; m * m];
+    for i in 0..m {
+        for j in 0..m {
+            let s: i8 = match (i, j) {
+                (0, 0) => 0,
+                (0, _) => 1,
+                (_, 0) => -1,
+                _ if i == j => 0,
+                _ if residue((j + q - i) % q) => 1,
+                _ => -1,
+            };
+            h[i * m + j] = s + i8::from(i == j);
+        }
+    }
+    h
+}
+
+/// Paley II base of order 2(q + 1) (q prime, q ≡ 1 mod 4): the symmetric
+/// conference matrix C of order q + 1, each 0 replaced by [[1, −1], [−1, −1]]
+/// and each ±1 by ±[[1, 1], [1, −1]].
+pub fn paley2(q: usize) -> Vec<i8> {
+    let chi = |a: usize| -> i8 {
+        match a % q {
+            0 => 0,
+            a if (1..q).any(|x| x * x % q == a) => 1,
+            _ => -1,
+        }
+    };
+    let c = |i: usize, j: usize| -> i8 {
+        match (i, j) {
+            (0, 0) => 0,
+            (0, _) | (_, 0) => 1,
+            _ => chi(j + q - i),
+        }
+    };
+    let m = 2 * (q + 1);
+    let mut h = vec![0i8; m * m];
+    for i in 0..m {
+        for j in 0..m {
+            let (bi, bj, r, s) = (i / 2, j / 2, i % 2, j % 2);
+            h[i * m + j] = match c(bi, bj) {
+                0 => [[1, -1], [-1, -1]][r][s],
+                v => v * [[1, 1], [1, -1]][r][s],
+            };
+        }
+    }
+    h
+}
+
+pub fn plan(m: usize, k: u32) -> Arc<HadamardPlan> {
+    let b = match m {
+        1 => vec![1],
+        28 => paley2(13),
+        _ => paley(m - 1),
+    };
+    Arc::new(HadamardPlan::new(m << k, m, &b).unwrap())
+}
+
+pub fn signs(n: usize, seed: u64) -> Vec<f32> {
+    let mut next = xorshift(seed);
+    (0..n)
+        .map(|_| if next().is_multiple_of(2) { 1.0 } else { -1.0 })
+        .collect()
+}
