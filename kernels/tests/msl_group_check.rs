@@ -60,11 +60,25 @@ mod sampler_checks;
 use candle_core::{DType, Device, Tensor};
 use wb_kernels::gemm::{as_i8, reference_i32, scale_output, GemmConfig, Schedule, METAL_TILE};
 use wb_kernels::hadamard::{hadamard, Direction, HadamardOp};
-use wb_kernels::quant::{dequantize, rotate_fake_quant, rotate_quantize, Bits, QuantConfig};
+use wb_kernels::quant::{
+    dequantize, rotate_fake_quant, rotate_quantize, Bits, Dequantize, QuantConfig,
+};
+use wb_kernels::stats::ChannelStats;
 
 use data::{floats, host, plan, rel_err, signs, uniform, upload, words};
 use emu::{executor, Buffer, Dev};
 use host::xorshift;
+
+/// tests/msl/dispatch.rs still says what src/metal/*.rs does.
+#[test]
+fn dispatch_transcription_is_current() {
+    let missing = dispatch::untranscribed_lines();
+    assert!(
+        missing.is_empty(),
+        "src/metal/*.rs changed; repeat the change in tests/msl/dispatch.rs:\n{}",
+        missing.join("\n")
+    );
+}
 
 #[test]
 fn emulator_exchanges_simd_values_and_reports_misbehaviour() {
@@ -187,7 +201,10 @@ fn metal_hadamard_on_the_host_matches_cpu() {
                     };
                     dispatch::hadamard_run(&op, &mut dev, &xb, 0, dtype, &y, 0, dtype, rows)
                         .unwrap();
-                    let what = format!("n={n} (m={m}) rows={rows} {dir:?} signs {with_signs} {dtype:?} in place {in_place}");
+                    let what = format!(
+                        "n={n} (m={m}) rows={rows} {dir:?} signs {with_signs} {dtype:?} \
+                         in place {in_place}"
+                    );
                     jobs.push((y, dtype, tol, want, what));
                 }
             }
@@ -282,8 +299,15 @@ fn metal_rotate_quantize_on_the_host_matches_cpu() {
                         let (codes, scales) =
                             dispatch::quantize(&op, &cfg, g, &mut dev, &xb, 0, dtype, rows)
                                 .unwrap();
-                        let deq = dispatch::dequantize(&cfg, n, rows, g, &mut dev, &codes, &scales)
-                            .unwrap();
+                        let deq = dispatch::dequantize(
+                            &Dequantize { cfg, n },
+                            rows,
+                            g,
+                            &mut dev,
+                            &codes,
+                            &scales,
+                        )
+                        .unwrap();
                         let fake =
                             dispatch::fake_quant(&op, &cfg, &mut dev, &xb, dtype, rows).unwrap();
                         let what = format!("n={n} (m={m}) {dir:?} {bits:?} {group:?} {dtype:?}");
@@ -420,7 +444,15 @@ fn metal_thread_kernels_on_the_host_match_cpu() {
             let want = host(&wb_kernels::stats::channel_stats(&xc, block).unwrap());
             let mut dev = Dev::default();
             let xb = upload(&mut dev, &xc);
-            let out = dispatch::channel_stats(block, &mut dev, &xb, dtype, rows, channels).unwrap();
+            let out = dispatch::channel_stats(
+                &ChannelStats { block_rows: block },
+                &mut dev,
+                &xb,
+                dtype,
+                rows,
+                channels,
+            )
+            .unwrap();
             let got = floats(&dev.run(&[out]).unwrap()[0], DType::F32);
             assert_eq!(got.len(), want.len());
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -453,7 +485,8 @@ fn metal_thread_kernels_on_the_host_match_cpu() {
         let mut dev = Dev::default();
         let cb = dev.new_buffer_with_data(&codes).unwrap();
         let sb = dev.new_buffer_with_data(&scales).unwrap();
-        let out = dispatch::dequantize(&cfg, n, rows, group, &mut dev, &cb, &sb).unwrap();
+        let out =
+            dispatch::dequantize(&Dequantize { cfg, n }, rows, group, &mut dev, &cb, &sb).unwrap();
         let got = floats(&dev.run(&[out]).unwrap()[0], DType::F32);
         assert!(
             got.len() == want.len()

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use candle_core::{bail, DType, Result};
 use wb_kernels::gemm::{tile_map, GemmConfig, METAL_TILE};
 use wb_kernels::hadamard::{Direction, HadamardOp, HadamardPlan};
-use wb_kernels::quant::{Bits, QuantConfig};
+use wb_kernels::quant::{Bits, Dequantize, QuantConfig};
 use wb_kernels::sample::GumbelSampler;
+use wb_kernels::stats::ChannelStats;
 
 use super::emu::{dispatch, params, pipeline, size, Buffer, Dev};
 
@@ -126,12 +127,15 @@ pub fn hadamard_run(
         has_signs: signs.is_some() as u32,
     };
     let sbuf: &Buffer = signs.as_deref().unwrap_or(x);
+    // Pass 1: butterflies inside blocks (the whole transform when one_pass).
     let name = if one_pass {
         format!("fwht_block_{tin}_{tout}")
     } else {
         format!("fwht_block_{tin}_f32")
     };
     let (dst, dst_off) = if one_pass { (y, y_off) } else { (mid, mid_off) };
+    // Forward signs go on at load; transposed ones at the very end (here only
+    // when this pass is the end).
     let p1 = FwhtParams {
         signs_after: (one_pass && transposed) as u32,
         has_signs: (signs.is_some() && (one_pass || !transposed)) as u32,
@@ -154,6 +158,7 @@ pub fn hadamard_run(
     if one_pass {
         return Ok(());
     }
+    // Pass 2: levels across blocks; it finishes the transform when m = 1.
     if s > block {
         let fin = m == 1;
         let p2 = FwhtParams {
@@ -179,6 +184,7 @@ pub fn hadamard_run(
             return Ok(());
         }
     }
+    // Pass 3: the m×m mix, scale, transposed signs.
     let m8 = m.div_ceil(8) * 8;
     let mat = upload(dev, &gpu_mix_matrix(plan, op.direction()))?;
     let mp = MixParams {
@@ -306,17 +312,16 @@ pub fn fake_quant(
     Ok(out)
 }
 
-/// rotate_quantize.rs's `dequantize` of `rows` rows of n codes.
+/// rotate_quantize.rs's `dequantize` of `rows` rows of `d.n` codes.
 pub fn dequantize(
-    cfg: &QuantConfig,
-    n: usize,
+    d: &Dequantize,
     rows: usize,
     group: usize,
     dev: &mut Dev,
     codes: &Buffer,
     scales: &Buffer,
 ) -> Result<Buffer> {
-    let total = rows * n;
+    let total = rows * d.n;
     let out = dev.new_buffer(total, DType::F32, "wb_dequantize")?;
     if total > 0 {
         let params = DequantParams {
@@ -326,7 +331,7 @@ pub fn dequantize(
         let p = pipeline(
             dev,
             ROTATE_QUANTIZE,
-            &format!("dequantize_{}", bits_of(cfg.bits)),
+            &format!("dequantize_{}", bits_of(d.cfg.bits)),
         )?;
         dispatch(dev, &p, size(total.div_ceil(256), 1), size(256, 1), |e| {
             e.set_input_buffer(0, Some(codes), 0);
@@ -348,20 +353,20 @@ params!(StatsParams {
 
 /// channel_stats.rs's `partials` of `[rows, channels]` in `dtype`.
 pub fn channel_stats(
-    block_rows: usize,
+    op: &ChannelStats,
     dev: &mut Dev,
     x: &Buffer,
     dtype: DType,
     rows: usize,
     channels: usize,
 ) -> Result<Buffer> {
-    let blocks = rows.div_ceil(block_rows);
+    let blocks = rows.div_ceil(op.block_rows);
     let count = blocks * channels * wb_kernels::stats::FIELDS;
     let out = dev.new_buffer(count, DType::F32, "wb_channel_stats")?;
     let params = StatsParams {
         rows: rows as u64,
         channels: channels as u32,
-        block_rows: block_rows as u32,
+        block_rows: op.block_rows as u32,
     };
     let p = pipeline(
         dev,
@@ -516,4 +521,74 @@ pub fn sample(
         e.set_bytes(5, &rows);
     })?;
     Ok((tokens, scores))
+}
+
+/// The lines of `src/metal/*.rs` that decide a dispatch (grid and
+/// threadgroup sizes, `set_bytes`, threadgroup memory lengths, kernel names,
+/// parameter values and struct fields) that their transcription here lacks,
+/// normalised (no spaces; `&dev` is `dev`, `crate::` is `wb_kernels::`, the
+/// storage's dtype is `dtype`, the fixed chunk is `chunk`): empty while the
+/// transcription is current.
+pub fn untranscribed_lines() -> Vec<String> {
+    let norm = |l: &str| -> String {
+        l.replace("&dev", "dev")
+            .replace("crate::", "wb_kernels::")
+            .replace("s.dtype()", "dtype")
+            .replace("CHUNK as", "chunk as")
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect()
+    };
+    // The lines of function `name` of `src`, up to its closing brace.
+    let body = |src: &str, name: &str| -> Vec<String> {
+        let start = format!("fn {name}(");
+        let lines = src.lines().skip_while(|l| !l.contains(&start));
+        lines.take_while(|l| *l != "}").map(norm).collect()
+    };
+    let markers = [
+        "size(",
+        "set_bytes(",
+        "set_threadgroup_memory_length(",
+        "format!(\"",
+        "as u32",
+        "as u64",
+    ];
+    let here = include_str!("dispatch.rs");
+    let mut missing = Vec::new();
+    for (module, theirs, ours) in [
+        ("hadamard", "run", "hadamard_run"),
+        ("rotate_quantize", "quantize", "quantize"),
+        ("rotate_quantize", "fake_quant", "fake_quant"),
+        ("rotate_quantize", "dequantize", "dequantize"),
+        ("channel_stats", "partials", "channel_stats"),
+        ("gemm", "gemm", "gemm"),
+        ("gumbel_sample", "sample", "sample"),
+    ] {
+        let path = super::host::crate_dir().join(format!("src/metal/{module}.rs"));
+        let src = std::fs::read_to_string(&path).unwrap();
+        let (our_body, their_body) = (body(here, ours), body(&src, theirs));
+        assert!(
+            !their_body.is_empty(),
+            "no fn {theirs} in {}",
+            path.display()
+        );
+        for line in their_body {
+            let decides = markers.iter().any(|m| line.contains(&m.replace(' ', "")));
+            if decides && !our_body.contains(&line) {
+                missing.push(format!("src/metal/{module}.rs: {line}"));
+            }
+        }
+        // The parameter structs' fields, in the file.
+        let mut in_struct = false;
+        for line in src.lines() {
+            in_struct = (in_struct || line.starts_with("struct ")) && line != "}";
+            if in_struct
+                && !line.starts_with("struct ")
+                && !here.lines().any(|l| norm(l) == norm(line))
+            {
+                missing.push(format!("src/metal/{module}.rs: {}", line.trim()));
+            }
+        }
+    }
+    missing
 }

@@ -108,11 +108,8 @@ pub fn share_threadgroup_variables(src: &str) -> String {
         );
         let name = declarator.split_whitespace().last().unwrap();
         let indent = &code[..code.len() - trimmed.len()];
-        writeln!(
-            out,
-            "{indent}static {decl}; ::wb_emu::threadgroup_variable(&{name}, sizeof {name});{comment}"
-        )
-        .unwrap();
+        let register = format!("::wb_emu::threadgroup_variable(&{name}, sizeof {name});");
+        writeln!(out, "{indent}static {decl}; {register}{comment}").unwrap();
     }
     out
 }
@@ -256,6 +253,11 @@ macro_rules! bytes_of_numbers {
 }
 bytes_of_numbers!(u8, u32, u64, f32, half::bf16, half::f16);
 
+/// Zeros up to the next multiple of `align` bytes after `start`.
+pub fn pad(out: &mut Vec<u8>, start: usize, align: usize) {
+    out.resize(start + (out.len() - start).next_multiple_of(align), 0);
+}
+
 /// A `#[repr(C)]` parameter struct, transcribed from `src/metal/*.rs`, whose
 /// bytes are those of its C layout (padding zeroed).
 macro_rules! params {
@@ -269,10 +271,10 @@ macro_rules! params {
             fn put(&self, out: &mut Vec<u8>) {
                 let start = out.len();
                 $(
-                    out.resize(start + (out.len() - start).next_multiple_of(std::mem::align_of::<$t>()), 0);
+                    $crate::emu::pad(out, start, std::mem::align_of::<$t>());
                     $crate::emu::Bytes::put(&self.$f, out);
                 )*
-                out.resize(start + (out.len() - start).next_multiple_of(std::mem::align_of::<Self>()), 0);
+                $crate::emu::pad(out, start, std::mem::align_of::<Self>());
                 assert_eq!(out.len() - start, std::mem::size_of::<Self>());
             }
         }

@@ -201,6 +201,10 @@ inline bool release() {
     return true;
 }
 
+#ifdef __clang__
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wdeprecated-declarations"  // ucontext on macOS
+#endif
 // Runs fiber t until it waits or returns.
 inline void resume(uint t) {
     Fiber& f = sched.fibers[t];
@@ -216,6 +220,9 @@ inline void resume(uint t) {
     ucontext_t here;
     swapcontext(&here, &f.start);  // never resumed: the fiber comes back through env
 }
+#ifdef __clang__
+#pragma clang diagnostic pop
+#endif
 
 // Runs the threads of one threadgroup to completion.
 inline void run_group(const std::vector<Thread>& threads) {
