@@ -18,7 +18,7 @@
 // and one table look-up a thread. A thread that fails it tests each group
 // of four the same way (the group's largest bits against the threshold of
 // the group's largest logit), and only the groups that fail that too look
-// at their tokens again (logits reloaded, bits kept): the two-pass
+// at their tokens again (logits and bits still in registers): the two-pass
 // filter's per-token test on the upper bound, then the exact machinery.
 // Every dropped token provably scores below some token's exact score, so
 // tokens and scores are the same bits (the parity tests check every
@@ -29,10 +29,10 @@
 // gets the lower bound of its score from its bucket, and the warp's best is
 // published to the block and, through RowBar, to the row's other blocks.
 //
-// H100, [64, 131072] f32 at T = 0.8 (the benchmark): 17.2–17.3 µs against
-// the two-pass filter's 22.7–22.9 in the fifth round's final run (bf16:
-// 18.2–18.4 against 24.3–24.8). What the instructions are, and what was
-// tried, is in kernels/gpu/README.md.
+// H100, [64, 131072] f32 at T = 0.8 (the benchmark): 14.4–15.2 µs a kernel
+// against the two-pass filter's 23.3–23.6 in the seventh round's runs
+// (bf16: 15.7–15.9 against 24.4–25.0). What the instructions are, and what
+// was tried, is in kernels/gpu/README.md.
 
 // g = B − p − δ for p = Lm/T rounded: δ = 2^−10 + (|B| + |p|)·2^−19 is
 // hundreds of times the roundings of g's three steps and of the score's fma
@@ -107,6 +107,7 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
                                             const GumbelArgs& args) {
     constexpr int G = 4;
     const unsigned step = G * BITS_BLOCK;
+    // The next step's logits, loaded a step ahead.
     float next[G][4];
     auto load = [&](unsigned q, float (&l)[G][4]) {
         if (vec && 4 * (q + (G - 1) * BITS_BLOCK) + 4 <= end) {
@@ -151,13 +152,24 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
     };
     const unsigned steps = (end - start + 4 * step - 1) / (4 * step);
     unsigned long long row_word = 0, row_next = row_bar.read();
+    // One copy of the step's code (the loop not unrolled): unrolled by two,
+    // with two buffers swapped instead of copied, it was no faster and
+    // twice the code.
+#pragma unroll 1
     for (unsigned it = 0; it < steps; ++it, q += step) {
+        // The step's logits, kept while the next step's load into `next`
+        // is on its way, for the rare thread that looks at its tokens again.
+        float cur[G][4];
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+#pragma unroll
+            for (int w = 0; w < 4; ++w) cur[g][w] = next[g][w];
+        }
         // The step's Philox bits and each group's largest, first: Philox
         // does not need the logits, so at the first step it runs while the
         // block's first loads are on their way. The bits stay in registers
-        // (two blocks a multiprocessor leave room): the rare groups looked
-        // at again below pick them by selects instead of running Philox
-        // again.
+        // (two blocks a multiprocessor leave room) for the rare thread that
+        // looks at its tokens again.
         unsigned bits[G][4], xg[G];
 #pragma unroll
         for (int g = 0; g < G; ++g) {
@@ -165,30 +177,17 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
             bits[g][0] = r.x, bits[g][1] = r.y, bits[g][2] = r.z, bits[g][3] = r.w;
             xg[g] = max(max(r.x, r.y), max(r.z, r.w));
         }
-        // Group g's bits by selects (a dynamic index would put them in
-        // local memory).
-        auto group_bits = [&](unsigned g, unsigned (&b)[4]) {
-#pragma unroll
-            for (int w = 0; w < 4; ++w) {
-                b[w] = bits[0][w];
-#pragma unroll
-                for (int k = 1; k < G; ++k) b[w] = g == (unsigned)k ? bits[k][w] : b[w];
-            }
-        };
-        // The largest logit of each group of four and of the step (NaN
-        // past the end; with top-k, tokens below the threshold count as
-        // NaN: NaN tokens never win and count nowhere). Taken straight from
-        // the loaded registers before they are loaded again: a copy of them
-        // cost 16 moves a step.
+        // The step's tokens as candidates: NaN past the end, and with top-k
+        // below the threshold (NaN tokens never win and count nowhere).
+        auto live = [&](float v) { return isnan(thr) || v >= thr ? v : __int_as_float(0x7fc00000); };
         float lg[G];
         if (isnan(thr)) {
 #pragma unroll
-            for (int g = 0; g < G; ++g) lg[g] = fmaxf(fmaxf(next[g][0], next[g][1]), fmaxf(next[g][2], next[g][3]));
+            for (int g = 0; g < G; ++g) lg[g] = fmaxf(fmaxf(cur[g][0], cur[g][1]), fmaxf(cur[g][2], cur[g][3]));
         } else {
-            auto f = [&](float v) { return v >= thr ? v : __int_as_float(0x7fc00000); };
 #pragma unroll
             for (int g = 0; g < G; ++g) {
-                lg[g] = fmaxf(fmaxf(f(next[g][0]), f(next[g][1])), fmaxf(f(next[g][2]), f(next[g][3])));
+                lg[g] = fmaxf(fmaxf(live(cur[g][0]), live(cur[g][1])), fmaxf(live(cur[g][2]), live(cur[g][3])));
             }
         }
         const float lm = fmaxf(fmaxf(fmaxf(lg[0], lg[1]), fmaxf(lg[2], lg[3])), -INFINITY);
@@ -221,19 +220,17 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
                 : "memory");
         }
         if (weak) {
-            // The bits of a token with the largest logit (its group's logits
-            // reloaded, rather than tracked through the loop above for every
-            // step): fma(lm, 1/T, lower bound of its bucket) bounds its exact
-            // score from below; the warp's best raises the bar.
+            // The largest bits among the tokens with the largest logit:
+            // fma(lm, 1/T, lower bound of their bucket) bounds that token's
+            // exact score from below; the warp's best raises the bar.
             float m = -INFINITY;
             if (lm > -INFINITY) {
-                const unsigned gi = lg[0] == lm ? 0u : lg[1] == lm ? 1u : lg[2] == lm ? 2u : 3u;
-                const unsigned qg = q + gi * BITS_BLOCK;
-                float lk[4];
-                load4(lr, 4 * qg, end, vec, lk);
-                unsigned r[4];
-                group_bits(gi, r);
-                const unsigned xs = lk[0] == lm ? r[0] : lk[1] == lm ? r[1] : lk[2] == lm ? r[2] : r[3];
+                unsigned xs = 0;
+#pragma unroll
+                for (int g = 0; g < G; ++g) {
+#pragma unroll
+                    for (int w = 0; w < 4; ++w) xs = cur[g][w] == lm ? max(xs, bits[g][w]) : xs;
+                }
                 m = __fmaf_rn(lm, inv_t, stab[2 * bucket(xs) + 1]);
             }
             unsigned key = __reduce_max_sync(0xffffffffu, ordered(m));
@@ -252,33 +249,35 @@ __device__ __forceinline__ float bits_filter(Cand& c, const T* __restrict__ lr, 
         // group's largest logit), then each token of those whose bucket's
         // upper bound reaches the bar, offered to the candidate exactly.
         if (may_reach(xm, gmin)) {
-            // A mask, not xg[g] in the loop below: a dynamic index would put
-            // xg in local memory.
-            unsigned groups = 0;
+            // Which tokens reach the bar (only in groups whose largest bits
+            // may reach their own threshold), then those few one at a time
+            // through one copy of `consider`: sixteen inlined copies made
+            // the kernel 87 KB, and a third of the slow path's stall samples
+            // were instruction-cache misses (H100, Nsight Compute).
+            unsigned keep = 0;
 #pragma unroll
             for (int g = 0; g < G; ++g) {
-                groups |= (unsigned)may_reach(xg[g], drop_threshold(bar, __fmul_rn(lg[g], inv_t))) << g;
+                if (!may_reach(xg[g], drop_threshold(bar, __fmul_rn(lg[g], inv_t)))) continue;
+#pragma unroll
+                for (int w = 0; w < 4; ++w) {
+                    const float ub = __fmaf_rn(live(cur[g][w]), inv_t, stab[2 * bucket(bits[g][w])]);
+                    keep |= (unsigned)(ub >= bar) << (4 * g + w);
+                }
             }
             const float lb_before = c.lb;
-#pragma unroll 1
-            for (int g = 0; g < G; ++g) {
-                if (!((groups >> g) & 1u)) continue;
-                const unsigned qg = q + g * BITS_BLOCK;
-                float lk[4];
-                load4(lr, 4 * qg, end, vec, lk);
-                unsigned bk[4];
-                group_bits((unsigned)g, bk);
-                // Which tokens reach the bar, decided before any branch.
-                unsigned keep = 0;
+            while (keep != 0) {
+                const unsigned k = __ffs(keep) - 1;
+                keep &= keep - 1;
+                // Token k's logit and bits by selects (a dynamic index would
+                // put the arrays in local memory).
+                float l = cur[0][0];
+                unsigned x = bits[0][0];
 #pragma unroll
-                for (int w = 0; w < 4; ++w) {
-                    const bool k = !(lk[w] < thr) && __fmaf_rn(lk[w], inv_t, stab[2 * bucket(bk[w])]) >= bar;
-                    keep |= (unsigned)k << w;
+                for (int j = 1; j < 4 * G; ++j) {
+                    l = k == (unsigned)j ? cur[j / 4][j % 4] : l;
+                    x = k == (unsigned)j ? bits[j / 4][j % 4] : x;
                 }
-#pragma unroll
-                for (int w = 0; w < 4; ++w) {
-                    if (keep & (1u << w)) consider<false>(c, lk[w], 4 * qg + w, bk[w], inv_t);
-                }
+                consider<false>(c, l, 4 * (q + (k / 4) * BITS_BLOCK) + k % 4, x, inv_t);
             }
             if (c.i != 0xffffffffu && !(c.lb <= lb_before)) publish(ordered(c.lb));
         }

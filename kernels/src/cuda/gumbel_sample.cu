@@ -38,10 +38,10 @@
 // token, no faster).
 //
 // One launch per call (up to MAXR rows): positions and the Philox round keys
-// come as kernel parameters, and the last block of each row (a ticket per
-// row) writes the token and its exact score and resets the row's key and
-// ticket to zero, so the cached scratch is ready for the next call with no
-// memset.
+// come as kernel parameters, and the last block of each row (the one whose
+// compare-and-swap completes the row's count, see the end of gumbel_main)
+// writes the token and its exact score and resets the row's word to zero,
+// so the cached scratch is ready for the next call with no memset.
 #include "common.cuh"
 
 using namespace wb;
@@ -418,15 +418,16 @@ __device__ __forceinline__ void two_pass(Cand& c, const T* __restrict__ lr, unsi
 #include "gumbel_prefilter.cuh"
 
 // One block: tokens [start, start + chunk) of row blockIdx.y (relative to the
-// launch's first row); the winner goes into keys[row] by atomicMax of
-// (ordered score, ~token); the row's last block writes token and score.
+// launch's first row); the block's best (ordered score, ~token) goes into
+// the row's word (keys[2·row], keys[2·row + 1]); the row's last block writes
+// token and score.
 // FILTER: 0 none beyond the approximate noise; 1, 2, 3 the two-pass filter
 // on the bucket bounds (see the file comment) with 16 tokens a thread and
 // step, 8 with the next step's logits loaded ahead, 16 likewise; 4 the
 // filter on the Philox bits (gumbel_prefilter.cuh).
 template <typename T, bool EXACT_ONLY, int FILTER = 0>
 __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const float* __restrict__ thresholds,
-                                            unsigned long long* __restrict__ keys, unsigned* __restrict__ tickets,
+                                            unsigned long long* __restrict__ keys,
                                             unsigned long long* __restrict__ bars, unsigned epoch,
                                             unsigned* __restrict__ tokens, float* __restrict__ scores, unsigned vocab,
                                             unsigned chunk, unsigned stream, float inv_t, int vec,
@@ -522,33 +523,62 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
         }
         __threadfence_block();
         const bool last_warp = atomicAdd(&block_done, 1u) == (blockDim.x >> 5) - 1;
-        if (last_warp) {
-            __threadfence_block();
-            const unsigned long long key = atomicOr(&block_best, 0ull);
-            if (key != 0) atomicMax(keys + row, key);
-        }
-        // The ticket taken with acquire-release semantics: the block's key
-        // is in before its ticket counts, and the row's last block sees
-        // every block's key (two fences did this before: 2 % of the
-        // kernel's stall samples).
-        unsigned ticket = 0;
-        if (last_warp) {
-            asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;\n" : "=r"(ticket) : "l"(tickets + row) : "memory");
-        }
-        if (last_warp && ticket == gridDim.x - 1) {
-            // Every block of the row has offered: finish, and reset the
-            // scratch for the next call.
-            const unsigned long long key = atomicExch(keys + row, 0ull);
-            tickets[row] = 0;
+        // The row's result from its best key, and the scratch reset.
+        auto finish = [&](unsigned long long key) {
             if (key == 0) {
                 tokens[row] = 0xffffffffu;
                 scores[row] = __int_as_float(0x7fc00000);
-            } else {
-                const unsigned token = 0xffffffffu - (unsigned)(key & 0xffffffffu);
+                return;
+            }
+            // The key holds the winner's exact score; only its sign is
+            // lost when it is zero (`ordered` takes −0 as +0), so a zero is
+            // computed again. (Always computing it again, a logit load and
+            // the exact noise at the very end, cost 0.2–0.4 µs a call on
+            // the H100.)
+            const unsigned token = 0xffffffffu - (unsigned)(key & 0xffffffffu);
+            float score = from_ordered((unsigned)(key >> 32));
+            if (score == 0.0f) {
                 const uint4 r = philox_k(make_uint4((unsigned)pos, (unsigned)(pos >> 32), token / 4, stream), args);
                 const unsigned bits[4] = {r.x, r.y, r.z, r.w};
-                tokens[row] = token;
-                scores[row] = exact_score(to_f32(lr[token]), inv_t, bits[token % 4]);
+                score = exact_score(to_f32(lr[token]), inv_t, bits[token % 4]);
+            }
+            tokens[row] = token;
+            scores[row] = score;
+        };
+        // The block's key goes to the row's word, {best key, blocks that
+        // offered}, by one 128-bit compare-and-swap: the block that makes
+        // the count whole has the row's best key in hand and finishes,
+        // with no fence and no second atomic (a ticket taken
+        // acquire-release after an atomicMax of the key, then an
+        // atomicExch of it in the last block, cost 0.2 µs more a call on
+        // the H100). The first try expects the reset word.
+        if (last_warp) {
+            __threadfence_block();
+            const unsigned long long key = atomicOr(&block_best, 0ull);
+            unsigned long long* w = keys + 2 * row;
+            // A word of another launch (one cut short) counts as empty.
+            unsigned long long e0 = 0, e1 = 0, n0, n1;
+            for (;;) {
+                const bool ours = (unsigned)(e1 >> 32) == epoch;
+                n0 = max(ours ? e0 : 0ull, key);
+                n1 = ((unsigned long long)epoch << 32) | ((ours ? (unsigned)e1 : 0u) + 1);
+                unsigned long long o0, o1;
+                asm volatile(
+                    "{\n.reg .b128 d, c, v;\n"
+                    "mov.b128 c, {%2, %3};\n"
+                    "mov.b128 v, {%4, %5};\n"
+                    "atom.relaxed.gpu.global.cas.b128 d, [%6], c, v;\n"
+                    "mov.b128 {%0, %1}, d;\n}\n"
+                    : "=l"(o0), "=l"(o1)
+                    : "l"(e0), "l"(e1), "l"(n0), "l"(n1), "l"(w)
+                    : "memory");
+                if (o0 == e0 && o1 == e1) break;
+                e0 = o0, e1 = o1;
+            }
+            if ((unsigned)n1 == gridDim.x) {
+                // Reset for the next call.
+                asm volatile("st.relaxed.gpu.global.v2.u64 [%0], {%1, %1};\n" ::"l"(w), "l"(0ull) : "memory");
+                finish(n0);
             }
         }
     }
@@ -560,12 +590,12 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
 
 #define GUMBEL_K(T, NAME, PRE, EXACT, FILTER, BOUNDS)                                                      \
     extern "C" __global__ void BOUNDS PRE##NAME(const T* logits, const float* thresholds,                     \
-                                                unsigned long long* keys, unsigned* tickets,                   \
+                                                unsigned long long* keys,                                      \
                                                 unsigned long long* bars, unsigned epoch, unsigned* tokens,    \
                                                 float* scores, unsigned vocab, unsigned chunk,                 \
                                                 unsigned stream, float inv_t, int vec, const float* tab,       \
                                                 const GumbelArgs args) {                                       \
-        gumbel_main<T, EXACT, FILTER>(logits, thresholds, keys, tickets, bars, epoch, tokens, scores, vocab,   \
+        gumbel_main<T, EXACT, FILTER>(logits, thresholds, keys, bars, epoch, tokens, scores, vocab,   \
                                       chunk, stream, inv_t, vec, tab, args);                           \
     }
 // The bits filter runs about two blocks a multiprocessor (`bits_chunk` in

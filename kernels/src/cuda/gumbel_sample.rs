@@ -50,9 +50,9 @@ pub static FILTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::
 pub const AUTO: u32 = u32::MAX;
 
 /// The filter used by default, from H100 measurements (kernels/gpu/README.md):
-/// the filter on the Philox bits, [64, 131072] f32 17.2–17.3 µs a kernel in
-/// the fifth round's final run (the two-pass filters 1–3 22.7–22.9, the
-/// approximate noise alone 31.0); bf16 18.2–18.4 (two-pass 24.3–24.8).
+/// the filter on the Philox bits, [64, 131072] f32 14.4–15.2 µs a kernel in
+/// the seventh round's runs (the two-pass filters 1–3 23.3–23.6, the
+/// approximate noise alone 31.5); bf16 15.7–15.9 (two-pass 24.4–25.0).
 const DEFAULT_FILTER: u32 = 4;
 
 /// Rows per launch: their positions travel as kernel parameters (`MAXR` in
@@ -93,9 +93,9 @@ impl GumbelArgs {
 /// Words between two rows' bars (`BAR_STRIDE` in `gumbel_prefilter.cuh`).
 const BAR_STRIDE: usize = 16;
 
-/// Per-device scratch kept between calls: a winner key and a block ticket
-/// per row (zero between calls: the kernel's last block of each row resets
-/// them), the row's shared bar (`RowBar` in `gumbel_prefilter.cuh`: words
+/// Per-device scratch kept between calls: a 16-byte word per row, the best
+/// key and the count of blocks that offered one (zero between calls: the
+/// kernel's last block of each row resets it), the row's shared bar (`RowBar` in `gumbel_prefilter.cuh`: words
 /// tagged by the launch's epoch, so nothing resets them), the top-k
 /// thresholds and the bucket table.
 ///
@@ -112,7 +112,6 @@ struct Scratch {
     ptr: ScratchPtrs,
     // The buffers behind `ptr`, kept alive.
     _keys: CudaSlice<u64>,
-    _tickets: CudaSlice<u32>,
     _bars: CudaSlice<u64>,
     _thresholds: CudaSlice<f32>,
     _table: Arc<CudaSlice<f32>>,
@@ -122,7 +121,6 @@ struct Scratch {
 #[derive(Clone, Copy)]
 struct ScratchPtrs {
     keys: u64,
-    tickets: u64,
     bars: u64,
     thresholds: u64,
     table: u64,
@@ -130,14 +128,13 @@ struct ScratchPtrs {
 
 impl Scratch {
     fn new(dev: &CudaDevice, rows: usize) -> Result<Self> {
-        let keys = dev.alloc_zeros::<u64>(rows)?;
-        let tickets = dev.alloc_zeros::<u32>(rows)?;
+        // Two words a row, 16-byte aligned (a 128-bit atomic).
+        let keys = dev.alloc_zeros::<u64>(2 * rows)?;
         let bars = dev.alloc_zeros::<u64>(rows * BAR_STRIDE)?;
         let thresholds = alloc::<f32>(dev, rows)?;
         let table = upload(dev, &crate::sample::bound::bucket_table())?;
         let ptr = ScratchPtrs {
             keys: dptr(dev, &keys, 0),
-            tickets: dptr(dev, &tickets, 0),
             bars: dptr(dev, &bars, 0),
             thresholds: dptr(dev, &thresholds, 0),
             table: dptr(dev, &*table, 0),
@@ -148,7 +145,6 @@ impl Scratch {
             sms: multiprocessors(dev).unwrap_or(132),
             ptr,
             _keys: keys,
-            _tickets: tickets,
             _bars: bars,
             _thresholds: thresholds,
             _table: table,
@@ -243,8 +239,7 @@ fn launch_main(
             cfg((vocab.div_ceil(chunk) as u32, rows as u32), 256, 0),
             x + (r0 * vocab * eb) as u64,
             pt,
-            sc.ptr.keys + (r0 * 8) as u64,
-            sc.ptr.tickets + (r0 * 4) as u64,
+            sc.ptr.keys + (r0 * 16) as u64,
             sc.ptr.bars + (r0 * BAR_STRIDE * 8) as u64,
             epoch,
             tokens + (r0 * 4) as u64,
