@@ -23,6 +23,11 @@ pub mod gemm;
 pub mod hadamard;
 #[cfg(feature = "metal")]
 mod metal;
+// What the Metal backend dispatches, as data; built on every platform so
+// that the host emulator of the Metal kernels (tests/msl_group_check.rs)
+// runs the same dispatches.
+#[doc(hidden)]
+pub mod metal_plan;
 pub mod philox;
 pub mod quant;
 pub mod sample;

@@ -106,7 +106,6 @@ pub struct HadamardPlan {
     /// output a, columns padded to a multiple of 8) for each direction, made
     /// on first use. Owned by the plan, so device copies can be cached by
     /// this allocation for as long as it lives.
-    #[cfg_attr(not(any(feature = "cuda", feature = "metal")), allow(dead_code))]
     gpu_mix: Arc<std::sync::OnceLock<MixPair>>,
     scale: f32,
     path: CpuPath,
@@ -210,7 +209,6 @@ impl HadamardPlan {
     }
 
     /// The GPU mix matrix for `dir` (see the field's docs).
-    #[cfg_attr(not(any(feature = "cuda", feature = "metal")), allow(dead_code))]
     pub(crate) fn gpu_mix_matrix(&self, dir: Direction) -> &Arc<[f32]> {
         let pair = self.gpu_mix.get_or_init(|| {
             let m = self.m;

@@ -79,7 +79,6 @@ impl HadamardOp {
     }
 
     /// The signs as shared storage (GPU backends cache device copies by it).
-    #[cfg_attr(not(any(feature = "cuda", feature = "metal")), allow(dead_code))]
     pub(crate) fn signs_arc(&self) -> Option<&Arc<[f32]>> {
         self.signs.as_ref()
     }

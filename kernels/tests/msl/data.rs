@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use half::{bf16, f16};
 use wb_kernels::hadamard::HadamardPlan;
 
@@ -26,17 +26,30 @@ pub fn host(t: &Tensor) -> Vec<f32> {
         .unwrap()
 }
 
-/// A CPU tensor's elements into a new buffer (f32, bf16, f16, u8).
-pub fn upload(dev: &mut Dev, t: &Tensor) -> Buffer {
+/// A CPU tensor's elements into a new buffer (f32, bf16, f16, u8), at
+/// offset 0.
+pub fn upload(dev: &mut Dev, t: &Tensor) -> (Buffer, usize) {
+    upload_after(dev, t, 0)
+}
+
+/// A CPU tensor's elements into a new buffer after `skip` elements of
+/// poison-free filler, as a tensor that starts inside its storage: the
+/// buffer and the byte offset of the first element.
+pub fn upload_after(dev: &mut Dev, t: &Tensor, skip: usize) -> (Buffer, usize) {
     let t = t.flatten_all().unwrap();
-    match t.dtype() {
+    let filler = Tensor::full(7f32, skip, &Device::Cpu)
+        .unwrap()
+        .to_dtype(t.dtype())
+        .unwrap();
+    let t = Tensor::cat(&[filler, t], 0).unwrap();
+    let buf = match t.dtype() {
         DType::F32 => dev.new_buffer_with_data(&t.to_vec1::<f32>().unwrap()),
         DType::BF16 => dev.new_buffer_with_data(&t.to_vec1::<bf16>().unwrap()),
         DType::F16 => dev.new_buffer_with_data(&t.to_vec1::<f16>().unwrap()),
         DType::U8 => dev.new_buffer_with_data(&t.to_vec1::<u8>().unwrap()),
         other => panic!("no upload of {other:?}"),
-    }
-    .unwrap()
+    };
+    (buf, skip * t.dtype().size_in_bytes())
 }
 
 /// A buffer's bytes as f32 values of `dtype`.

@@ -1,17 +1,16 @@
 //! The Rust side of the host threadgroup emulator (`group_emulator.h`,
-//! `group_harness.cpp`): the executor built from the Metal sources, and a
-//! stand-in for the few Metal calls the dispatch code of `src/metal/*.rs`
-//! makes (`Dev`, `Buffer`, `pipeline`, `dispatch`, the encoder's setters),
-//! with the same names and shapes, so that `dispatch.rs` can transcribe that
-//! code nearly word for word. Every call becomes a line of a script that
-//! the executor runs.
+//! `group_harness.cpp`): the executor built from the Metal sources, a
+//! device (`Dev`) whose buffers and dispatches become lines of a script that
+//! the executor runs, and [`execute`], which runs the plans of
+//! `wb_kernels::metal_plan` (the same plans `src/metal/mod.rs` executes on
+//! a Mac) on that device.
 
-use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use candle_core::{DType, Result};
+use candle_core::DType;
+use wb_kernels::metal_plan::{Arg, Buf, Plan, Size, Upload};
 
 use super::host::{cxx, host_compiler, metal_source, run_checked, scratch_file, strip_attributes};
 
@@ -237,7 +236,7 @@ fn argument(param: &str, kernel: &str) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Buffer(usize);
 
-/// Values that go into buffers and `set_bytes` as their little-endian bytes.
+/// Values that go into buffers as their little-endian bytes.
 pub trait Bytes {
     fn put(&self, out: &mut Vec<u8>);
 }
@@ -253,35 +252,6 @@ macro_rules! bytes_of_numbers {
 }
 bytes_of_numbers!(u8, u32, u64, f32, half::bf16, half::f16);
 
-/// Zeros up to the next multiple of `align` bytes after `start`.
-pub fn pad(out: &mut Vec<u8>, start: usize, align: usize) {
-    out.resize(start + (out.len() - start).next_multiple_of(align), 0);
-}
-
-/// A `#[repr(C)]` parameter struct, transcribed from `src/metal/*.rs`, whose
-/// bytes are those of its C layout (padding zeroed).
-macro_rules! params {
-    ($name:ident { $($f:ident: $t:ty),* $(,)? }) => {
-        #[repr(C)]
-        #[derive(Clone, Copy)]
-        struct $name {
-            $($f: $t),*
-        }
-        impl $crate::emu::Bytes for $name {
-            fn put(&self, out: &mut Vec<u8>) {
-                let start = out.len();
-                $(
-                    $crate::emu::pad(out, start, std::mem::align_of::<$t>());
-                    $crate::emu::Bytes::put(&self.$f, out);
-                )*
-                $crate::emu::pad(out, start, std::mem::align_of::<Self>());
-                assert_eq!(out.len() - start, std::mem::size_of::<Self>());
-            }
-        }
-    };
-}
-pub(crate) use params;
-
 /// The stand-in for the Metal device: a script of buffers and dispatches.
 #[derive(Default)]
 pub struct Dev {
@@ -289,30 +259,17 @@ pub struct Dev {
     sizes: Vec<usize>,
 }
 
-pub fn size(w: usize, h: usize) -> (usize, usize) {
-    (w, h)
-}
-
-/// The pipeline of a kernel is its name here.
-pub fn pipeline(_dev: &Dev, _module: &str, name: &str) -> Result<String> {
-    Ok(name.to_string())
-}
-
-fn elem_size(dtype: DType) -> usize {
-    dtype.size_in_bytes()
-}
-
 impl Dev {
     /// `count` elements of `dtype`, poisoned (NaN as f32).
-    pub fn new_buffer(&mut self, count: usize, dtype: DType, _name: &str) -> Result<Buffer> {
+    pub fn new_buffer(&mut self, count: usize, dtype: DType) -> Buffer {
         let id = self.sizes.len();
-        let bytes = count * elem_size(dtype);
+        let bytes = count * dtype.size_in_bytes();
         self.sizes.push(bytes);
         writeln!(self.text(), "B {id} {bytes} 0");
-        Ok(Buffer(id))
+        Buffer(id)
     }
 
-    pub fn new_buffer_with_data<T: Bytes>(&mut self, data: &[T]) -> Result<Buffer> {
+    pub fn new_buffer_with_data<T: Bytes>(&mut self, data: &[T]) -> Buffer {
         let mut bytes = Vec::new();
         for v in data {
             v.put(&mut bytes);
@@ -321,7 +278,7 @@ impl Dev {
         self.sizes.push(bytes.len());
         writeln!(self.text(), "B {id} {} 1", bytes.len());
         self.script.extend(bytes);
-        Ok(Buffer(id))
+        Buffer(id)
     }
 
     /// Threads ready in reverse index order from here on (or in order).
@@ -358,50 +315,119 @@ impl Text<'_> {
     }
 }
 
-/// The encoder a dispatch's `bind` closure sets arguments on.
-pub struct Encoder(RefCell<String>);
-
-impl Encoder {
-    pub fn set_input_buffer(&self, slot: usize, b: Option<&Buffer>, offset: usize) {
-        let b = b.expect("a buffer");
-        writeln!(self.0.borrow_mut(), "b {slot} {} {offset}", b.0).unwrap();
-    }
-
-    pub fn set_output_buffer(&self, slot: usize, b: Option<&Buffer>, offset: usize) {
-        self.set_input_buffer(slot, b, offset);
-    }
-
-    pub fn set_bytes<T: Bytes>(&self, slot: usize, v: &T) {
-        let mut bytes = Vec::new();
-        v.put(&mut bytes);
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        writeln!(self.0.borrow_mut(), "c {slot} {hex}").unwrap();
-    }
-
-    pub fn set_threadgroup_memory_length(&self, slot: usize, bytes: usize) {
-        writeln!(self.0.borrow_mut(), "t {slot} {bytes}").unwrap();
-    }
+/// An argument of a dispatch, its buffers resolved.
+pub enum Bind {
+    /// A buffer at a byte offset that the kernel must not write (the
+    /// executor checks: the Metal backend tracks hazards by these roles).
+    Read(Buffer, usize),
+    /// A buffer at a byte offset that the kernel may write.
+    Write(Buffer, usize),
+    /// `set_bytes`.
+    Bytes(Vec<u8>),
 }
 
-/// One dispatch of `threadgroups` groups of `threads` threads; `bind` sets
-/// the arguments (as `src/metal/mod.rs`'s `dispatch`).
-pub fn dispatch<F: FnOnce(&Encoder)>(
+/// One dispatch of `threadgroups` groups of `threads` threads of `kernel`,
+/// its arguments by slot and its threadgroup memory lengths by slot.
+pub fn dispatch(
     dev: &mut Dev,
-    p: &str,
-    threadgroups: (usize, usize),
-    threads: (usize, usize),
-    bind: F,
-) -> Result<()> {
-    let e = Encoder(RefCell::new(String::new()));
-    bind(&e);
+    kernel: &str,
+    threadgroups: Size,
+    threads: Size,
+    args: &[(usize, Bind)],
+    threadgroup_memory: &[(usize, usize)],
+) {
+    let mut lines = String::new();
+    for (slot, arg) in args {
+        match arg {
+            Bind::Read(b, offset) => writeln!(lines, "r {slot} {} {offset}", b.0),
+            Bind::Write(b, offset) => writeln!(lines, "w {slot} {} {offset}", b.0),
+            Bind::Bytes(bytes) => {
+                let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                writeln!(lines, "c {slot} {hex}")
+            }
+        }
+        .unwrap();
+    }
+    for (slot, bytes) in threadgroup_memory {
+        writeln!(lines, "t {slot} {bytes}").unwrap();
+    }
     writeln!(
         dev.text(),
-        "D {p} {} {} {} {}\n{}e",
-        threadgroups.0,
-        threadgroups.1,
-        threads.0,
-        threads.1,
-        e.0.into_inner()
+        "D {kernel} {} {} {} {}\n{lines}e",
+        threadgroups.width,
+        threadgroups.height,
+        threads.width,
+        threads.height,
     );
-    Ok(())
+}
+
+/// Runs `plan` as `src/metal/mod.rs`'s `execute` does on a Mac: allocates
+/// its outputs and temporaries (poisoned here), uploads its host arrays,
+/// then dispatches its passes in order, with `inputs[i]` (a buffer and the
+/// byte offset its data starts at) as input i. Returns the outputs.
+pub fn execute(dev: &mut Dev, plan: &Plan, inputs: &[(Buffer, usize)]) -> Vec<Buffer> {
+    let outputs: Vec<Buffer> = (plan.outputs.iter())
+        .map(|b| dev.new_buffer(b.count, b.dtype))
+        .collect();
+    let temps: Vec<Buffer> = (plan.temps.iter())
+        .map(|b| dev.new_buffer(b.count, b.dtype))
+        .collect();
+    let uploads: Vec<Buffer> = (plan.uploads.iter())
+        .map(|u| match u {
+            Upload::KeptF32(a) => dev.new_buffer_with_data(&a[..]),
+            Upload::KeptU32(a) => dev.new_buffer_with_data(&a[..]),
+            Upload::OnceU64(v) => dev.new_buffer_with_data(v),
+        })
+        .collect();
+    let resolve = |b: Buf| -> (Buffer, usize) {
+        match b {
+            Buf::Input(i) => inputs[i],
+            Buf::Output(i) => (outputs[i], 0),
+            Buf::Temp(i) => (temps[i], 0),
+            Buf::Upload(i) => (uploads[i], 0),
+        }
+    };
+    for pass in &plan.passes {
+        assert!(
+            defines_kernel(&metal_source(pass.module.file()), &pass.kernel),
+            "{:?} has no kernel {}",
+            pass.module,
+            pass.kernel
+        );
+        let args: Vec<(usize, Bind)> = (pass.args.iter())
+            .map(|(slot, arg)| {
+                let bind = match arg {
+                    Arg::Read(b, offset) => {
+                        let (buf, start) = resolve(*b);
+                        Bind::Read(buf, start + offset)
+                    }
+                    Arg::Write(b, offset) => {
+                        let (buf, start) = resolve(*b);
+                        Bind::Write(buf, start + offset)
+                    }
+                    Arg::Unread(b) => Bind::Read(resolve(*b).0, 0),
+                    Arg::Bytes(bytes) => Bind::Bytes(bytes.clone()),
+                };
+                (*slot, bind)
+            })
+            .collect();
+        let (groups, threads) = (pass.threadgroups, pass.threads);
+        dispatch(
+            dev,
+            &pass.kernel,
+            groups,
+            threads,
+            &args,
+            &pass.threadgroup_memory,
+        );
+    }
+    outputs
+}
+
+/// Whether `src` defines `kernel`: a kernel of that name, or a template
+/// whose name it extends with `_<suffix>` (its instances' host names, which
+/// the executor's table of kernels checks in full).
+fn defines_kernel(src: &str, kernel: &str) -> bool {
+    let has = |name: &str| src.contains(&format!("kernel void {name}("));
+    has(kernel) || kernel.match_indices('_').any(|(i, _)| has(&kernel[..i]))
 }

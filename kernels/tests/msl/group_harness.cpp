@@ -11,15 +11,21 @@
 //   S order             0: threads ready in index order; 1: reversed
 //   D name gx gy tx ty  a dispatch of gx × gy threadgroups of tx × ty
 //                       threads, then its bindings, one a line:
-//     b slot id offset  set_buffer
+//     r slot id offset  set_buffer of a buffer the kernel must not write
+//                       (unless also bound with w)
+//     w slot id offset  set_buffer of a buffer it may write
 //     c slot hex        set_bytes
 //     t slot bytes      set_threadgroup_memory_length
 //     e                 end: run it
 //   O id                the buffer's bytes to stdout
 // Every buffer, and the threadgroup memory, is followed by a canary that
-// each dispatch must leave intact.
+// each dispatch must leave intact, and a buffer bound only with r must come
+// out of the dispatch unchanged (candle's Metal encoder orders passes by
+// those roles: a write through an input binding would escape it).
 
+#include <algorithm>
 #include <string>
+#include <utility>
 
 namespace {
 
@@ -86,17 +92,19 @@ void dispatch(const char* name, uint gx, uint gy, uint tx, uint ty) {
     std::vector<void*> slots(32, nullptr);
     size_t tg_bytes = 0;
     bool tg_set = false;
+    std::vector<uint> read_only, written;
     char c;
     while (std::scanf(" %c", &c) == 1 && c != 'e') {
         uint slot;
         if (std::scanf("%u", &slot) != 1 || slot >= 32) wb_emu::fail("bad binding of %s", name);
-        if (c == 'b') {
+        if (c == 'r' || c == 'w') {
             uint id;
             size_t offset;
             if (std::scanf("%u %zu", &id, &offset) != 2) wb_emu::fail("bad buffer binding");
             Buffer& b = buffer(id);
             if (offset > b.size()) wb_emu::fail("%s: offset %zu past buffer %u", name, offset, id);
             slots[slot] = b.bytes.data() + offset;
+            (c == 'r' ? read_only : written).push_back(id);
         } else if (c == 'c') {
             char hex[1024];
             if (std::scanf("%1023s", hex) != 1) wb_emu::fail("bad set_bytes");
@@ -122,6 +130,9 @@ void dispatch(const char* name, uint gx, uint gy, uint tx, uint ty) {
     if (tx * ty == 0 || tx * ty > wb_emu::MAX_THREADS)
         wb_emu::fail("%s: %u x %u threads a threadgroup (at most %u)", name, tx, ty, wb_emu::MAX_THREADS);
     if (tg_bytes > wb_emu::MAX_THREADGROUP_MEMORY) wb_emu::fail("%s: %zu bytes of threadgroup memory", name, tg_bytes);
+    std::vector<std::pair<uint, std::vector<unsigned char>>> before;
+    for (uint id : read_only)
+        if (std::find(written.begin(), written.end(), id) == written.end()) before.emplace_back(id, buffer(id).bytes);
     std::vector<unsigned char> tg(tg_bytes + CANARY);
     wb_emu::kernel_name = k->name;
     wb_emu::sched.launch = k->launch;
@@ -140,6 +151,8 @@ void dispatch(const char* name, uint gx, uint gy, uint tx, uint ty) {
                 if (tg[i] != 0xa5) wb_emu::fail("%s wrote past its %zu bytes of threadgroup memory", name, tg_bytes);
         }
     check_canaries(name);
+    for (const auto& [id, bytes] : before)
+        if (buffer(id).bytes != bytes) wb_emu::fail("%s wrote buffer %u, bound for reading only", name, id);
 }
 
 }  // namespace

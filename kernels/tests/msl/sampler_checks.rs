@@ -1,11 +1,11 @@
 //! The sampler's kernels on the host (part of `tests/msl_group_check.rs`).
 
 use candle_core::{DType, Device, Tensor};
+use wb_kernels::metal_plan::gumbel_sample::{sample, sample_in_chunks};
 use wb_kernels::sample::GumbelSampler;
 
 use super::data::{upload, words};
-use super::dispatch;
-use super::emu::{executor, Buffer, Dev};
+use super::emu::{execute, executor, Buffer, Dev};
 use super::host::xorshift;
 
 /// Samples `[batch, vocab]` logits (converted to each dtype) with each
@@ -39,8 +39,14 @@ fn sampler_cases(
                 .map(|v| v.to_bits())
                 .collect();
             dev.reverse_order(jobs.len() % 2 == 1);
-            let (t, s) =
-                dispatch::sample(g, &mut dev, &xb, dtype, batch, vocab, positions, chunk).unwrap();
+            let plan = match chunk {
+                None => sample(g, dtype, (batch, vocab), positions),
+                Some(c) => sample_in_chunks(g, dtype, (batch, vocab), positions, c),
+            }
+            .unwrap();
+            let [t, s] = execute(&mut dev, &plan, &[xb])[..] else {
+                panic!("the sampler: two outputs")
+            };
             let what = format!("[{batch}, {vocab}] chunk {chunk:?} {dtype:?} {g:?}");
             jobs.push(([t, s], (tw, sw), what));
         }
@@ -55,10 +61,10 @@ fn sampler_cases(
     jobs.len()
 }
 
-/// gumbel_sample.metal as gumbel_sample.rs dispatches it (top-k in groups
-/// of 1024 threads, the partial scores in groups of 256, chunks of 8192)
-/// gives the CPU's tokens and score bits; small vocabularies also with
-/// shorter chunks (not what the Rust side dispatches) for chunk edges. Ties,
+/// gumbel_sample.metal as its plan dispatches it (top-k in groups of 1024
+/// threads, the partial scores in groups of 256, chunks of 8192) gives the
+/// CPU's tokens and score bits; small vocabularies also with shorter chunks
+/// (`sample_in_chunks`; the Metal op always uses 8192) for chunk edges. Ties,
 /// NaN logits, infinities, temperatures, top-k (at the count of non-NaN
 /// logits too), f32, bf16 and f16.
 #[test]
