@@ -37,6 +37,13 @@ params!(
 /// Largest threadgroup block (elements of f32 in 16 KiB).
 pub const BLOCK: usize = 4096;
 
+/// Bytes of threadgroup memory for a block of `block` f32: Metal requires
+/// a multiple of 16 bytes, which `block * 4` is not for blocks of 1 or 2
+/// (the orders with s = 1 or 2: n = 1, 2, 12, 20, 24, ...).
+pub fn block_memory(block: usize) -> usize {
+    (block * 4).next_multiple_of(16)
+}
+
 /// The plan of `HadamardOp` out of place: input 0 (`rows` rows, `dtype`)
 /// into output 0 (the same shape and dtype).
 pub fn forward(op: &HadamardOp, dtype: DType, rows: usize) -> Result<Plan> {
@@ -122,7 +129,7 @@ pub fn transform(
             (2, signs_arg.clone()),
             (3, Arg::Bytes(p1.bytes())),
         ],
-        threadgroup_memory: vec![(0, block * 4)],
+        threadgroup_memory: vec![(0, block_memory(block))],
     });
     if one_pass {
         return Ok(());
@@ -180,4 +187,21 @@ pub fn transform(
         threadgroup_memory: vec![],
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threadgroup_memory_is_a_multiple_of_16_bytes() {
+        for k in 0..=12 {
+            let b = 1usize << k;
+            let len = block_memory(b);
+            assert!(
+                len.is_multiple_of(16) && len >= 4 * b && len < 4 * b + 16,
+                "{b}"
+            );
+        }
+    }
 }
