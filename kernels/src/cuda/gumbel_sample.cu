@@ -168,15 +168,6 @@ __device__ __forceinline__ float from_total_key(unsigned k) {
     return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
 }
 
-struct Best {
-    float s;
-    unsigned i;
-};
-
-__device__ __forceinline__ void offer(Best& best, float s, unsigned i) {
-    if (better(s, i, best.s, best.i)) best = {s, i};
-}
-
 // Four logits from t0 by one vector load (aligned, all in the row).
 template <typename T>
 __device__ __forceinline__ void load4v(const T* row, unsigned t0, float (&l)[4]) {
@@ -495,32 +486,25 @@ __device__ __forceinline__ void gumbel_main(const T* __restrict__ logits, const 
         }
         }
     }
-    // Lanes whose candidate may still be the warp's best get its exact score.
-    float lbw = fmaxf(c.i == 0xffffffffu ? -INFINITY : c.lb, known);
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) lbw = fmaxf(lbw, __shfl_xor_sync(0xffffffffu, lbw, off));
-    Best best = {__int_as_float(0x7fc00000), 0xffffffffu};
+    // Lanes whose candidate may still be the warp's best get its exact score
+    // (the warp's best lower bound by one reduction instruction).
+    const float lb_lane = fmaxf(c.i == 0xffffffffu ? -INFINITY : c.lb, known);
+    const float lbw = from_ordered(__reduce_max_sync(0xffffffffu, ordered(isnan(lb_lane) ? -INFINITY : lb_lane)));
+    // Each such lane offers (ordered score, ~token) to the block by a
+    // shared-memory atomic: the largest key is the winner by `better`'s
+    // order (−0 and +0 tie, as there), and below the bar most warps have no
+    // lane left to offer, so a shuffle tree over the warp first would only
+    // add latency at the kernel's end.
     if (c.i != 0xffffffffu && !(c.ub < lbw)) {
-        best = {c.known ? c.lb : exact_score(c.l, inv_t, c.bits), c.i};
+        const float s = c.known ? c.lb : exact_score(c.l, inv_t, c.bits);
+        if (!isnan(s)) atomicMax(&block_best, ((unsigned long long)ordered(s) << 32) | (0xffffffffu - c.i));
     }
-    // (Below the bar, most warps have no lane left to offer.)
-    if (__any_sync(0xffffffffu, !isnan(best.s))) {
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) {
-            const float s = __shfl_down_sync(0xffffffffu, best.s, off);
-            const unsigned i = __shfl_down_sync(0xffffffffu, best.i, off);
-            offer(best, s, i);
-        }
-    }
-    // Each warp offers its best to the block by a shared-memory atomic, and
-    // the block's last warp offers the block's to the row: no barrier (one
+    __syncwarp();
+    // The block's last warp offers the block's to the row: no barrier (one
     // made early warps wait for the block's slowest) and one global
     // ordering point a block (a fence a warp stalled the warps 8 % of the
     // time).
     if ((threadIdx.x & 31) == 0) {
-        if (!isnan(best.s)) {
-            atomicMax(&block_best, ((unsigned long long)ordered(best.s) << 32) | (0xffffffffu - best.i));
-        }
         __threadfence_block();
         const bool last_warp = atomicAdd(&block_done, 1u) == (blockDim.x >> 5) - 1;
         // The row's result from its best key, and the scratch reset.
