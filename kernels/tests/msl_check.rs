@@ -13,11 +13,14 @@
 //! the `half` crate the CPU uses, which `tests/msl_group_check.rs` relies on.
 //!
 //! The kernels themselves run in `tests/msl_group_check.rs`, with
-//! threadgroup and simdgroup semantics emulated on the host, dispatched as
-//! `src/metal/*.rs` dispatches them, against the CPU.
+//! threadgroup and simdgroup semantics emulated on the host, dispatched by
+//! the plans of `src/metal_plan/` that the Metal backend executes, against
+//! the CPU.
 //!
-//! What neither checks: Metal's own rules (address spaces, attributes,
-//! which C++ Metal accepts), and what the emulator cannot model (see
+//! What neither checks: Metal's compiler and its own rules (address spaces,
+//! attributes, which C++ Metal accepts), the Metal executor loop of
+//! `src/metal/mod.rs` (compiled for `aarch64-apple-darwin` in CI, never
+//! run), and what the emulator cannot model (see
 //! `tests/msl_group_check.rs`). Those need `cargo test -p wb-kernels
 //! --features metal --test gpu_parity` on a Mac. Without a C++ compiler the
 //! tests fail unless `WB_SKIP_MSL_CHECK=1` is set.

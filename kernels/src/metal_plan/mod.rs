@@ -24,10 +24,15 @@ use candle_core::{bail, DType, Result};
 /// A source file of `src/metal/` (one Metal library each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Module {
+    /// `hadamard.metal`.
     Hadamard,
+    /// `rotate_quantize.metal`.
     RotateQuantize,
+    /// `channel_stats.metal`.
     ChannelStats,
+    /// `gemm.metal`.
     GemmW8a8,
+    /// `gumbel_sample.metal`.
     GumbelSample,
 }
 
@@ -68,7 +73,9 @@ pub enum Buf {
 /// A buffer the executor allocates (contents undefined).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewBuffer {
+    /// Elements.
     pub count: usize,
+    /// Element type (its size gives the bytes).
     pub dtype: DType,
     /// The label of the allocation (`MetalDevice::new_buffer`'s name).
     pub label: &'static str,
@@ -115,7 +122,9 @@ impl Arg {
 /// A width × height size (threadgroups of a grid, or threads of a group).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Size {
+    /// x.
     pub width: usize,
+    /// y.
     pub height: usize,
 }
 
@@ -128,9 +137,13 @@ pub const fn size(width: usize, height: usize) -> Size {
 /// `kernel` of `module`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pass {
+    /// The library that holds the kernel.
     pub module: Module,
+    /// The kernel's (host) name.
     pub kernel: String,
+    /// Threadgroups of the grid.
     pub threadgroups: Size,
+    /// Threads of each threadgroup.
     pub threads: Size,
     /// (buffer slot, argument), in the order they are set.
     pub args: Vec<(usize, Arg)>,
@@ -143,9 +156,13 @@ pub struct Pass {
 /// then encode `passes` in order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
+    /// The op's results, [`Buf::Output`] `i`.
     pub outputs: Vec<NewBuffer>,
+    /// Intermediates, [`Buf::Temp`] `i`.
     pub temps: Vec<NewBuffer>,
+    /// Host arrays, [`Buf::Upload`] `i`.
     pub uploads: Vec<Upload>,
+    /// The dispatches, in order.
     pub passes: Vec<Pass>,
 }
 
@@ -189,6 +206,7 @@ pub fn dtype_name(dtype: DType) -> Result<&'static str> {
 
 /// A field of a parameter struct: its little-endian bytes.
 pub trait ParamField: Copy {
+    /// Appends the bytes to `out`.
     fn put(self, out: &mut Vec<u8>);
 }
 
