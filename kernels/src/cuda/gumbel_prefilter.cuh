@@ -29,9 +29,9 @@
 // gets the lower bound of its score from its bucket, and the warp's best is
 // published to the block and, through RowBar, to the row's other blocks.
 //
-// H100, [64, 131072] f32 at T = 0.8 (the benchmark): 14.4–15.2 µs a kernel
-// against the two-pass filter's 23.3–23.6 in the seventh round's runs
-// (bf16: 15.7–15.9 against 24.4–25.0). What the instructions are, and what
+// H100, [64, 131072] f32 at T = 0.8 (the benchmark): 14.3–14.9 µs a kernel
+// against the two-pass filter's 23.1–23.6 in the seventh round's runs
+// (bf16: 15.6–15.9 against 23.9–25.0). What the instructions are, and what
 // was tried, is in kernels/gpu/README.md.
 
 // g = B − p − δ for p = Lm/T rounded: δ = 2^−10 + (|B| + |p|)·2^−19 is

@@ -50,9 +50,9 @@ pub static FILTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::
 pub const AUTO: u32 = u32::MAX;
 
 /// The filter used by default, from H100 measurements (kernels/gpu/README.md):
-/// the filter on the Philox bits, [64, 131072] f32 14.4–15.2 µs a kernel in
-/// the seventh round's runs (the two-pass filters 1–3 23.3–23.6, the
-/// approximate noise alone 31.5); bf16 15.7–15.9 (two-pass 24.4–25.0).
+/// the filter on the Philox bits, [64, 131072] f32 14.3–14.9 µs a kernel in
+/// the seventh round's runs (the two-pass filters 1–3 23.1–23.6, the
+/// approximate noise alone 31.1–31.5); bf16 15.6–15.9 (two-pass 23.9–25.0).
 const DEFAULT_FILTER: u32 = 4;
 
 /// Rows per launch: their positions travel as kernel parameters (`MAXR` in
