@@ -25,6 +25,7 @@ mod gpu {
     use wb_kernels::quant::{rotate_quantize, Bits, QuantConfig};
     use wb_kernels::sample::GumbelSampler;
     use wb_kernels::stats::channel_stats;
+    use wb_kernels::test_bases::base;
 
     /// Fewest calls in a timed batch.
     const ITERS: usize = 10;
@@ -99,26 +100,6 @@ mod gpu {
             .unwrap()
             .to_dtype(dtype)
             .unwrap()
-    }
-
-    fn paley(q: usize) -> Vec<i8> {
-        let residue = |a: usize| (1..q).any(|x| x * x % q == a);
-        let m = q + 1;
-        let mut h = vec![0i8; m * m];
-        for i in 0..m {
-            for j in 0..m {
-                let s: i8 = match (i, j) {
-                    (0, 0) => 0,
-                    (0, _) => 1,
-                    (_, 0) => -1,
-                    _ if i == j => 0,
-                    _ if residue((j + q - i) % q) => 1,
-                    _ => -1,
-                };
-                h[i * m + j] = s + i8::from(i == j);
-            }
-        }
-        h
     }
 
     fn line(op: &str, detail: &str, bytes: f64, t: Timing, copy: f64) {
@@ -238,8 +219,7 @@ mod gpu {
                 let mut orders: Vec<(usize, u32)> = (8..=15).map(|k| (1, k)).collect();
                 orders.extend([(180, 6), (12, 8)]);
                 for (m, k) in orders {
-                    let b = if m == 1 { vec![1] } else { paley(m - 1) };
-                    let p = Arc::new(HadamardPlan::new(m << k, m, &b).unwrap());
+                    let p = Arc::new(HadamardPlan::new(m << k, m, &base(m)).unwrap());
                     let n = p.n();
                     let rows = BATCH_BYTES / eb / n;
                     let x = random(&dev, (rows, n), dtype);

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use wb_kernels::hadamard::{CpuPath, Direction, HadamardPlan};
+use wb_kernels::test_bases::paley_i;
 
 fn best_of<F: FnMut()>(repeats: usize, mut f: F) -> f64 {
     (0..repeats)
@@ -21,32 +22,6 @@ fn best_of<F: FnMut()>(repeats: usize, mut f: F) -> f64 {
             t.elapsed().as_secs_f64()
         })
         .fold(f64::INFINITY, f64::min)
-}
-
-/// Paley I matrix of order q + 1 (q prime, q ≡ 3 mod 4), for the m·2^k rows.
-fn paley_i(q: usize) -> Vec<i8> {
-    let residue = |a: usize| (1..q).any(|x| x * x % q == a);
-    let m = q + 1;
-    let mut h = vec![0i8; m * m];
-    for i in 0..m {
-        for j in 0..m {
-            let s: i8 = match (i, j) {
-                (0, 0) => 0,
-                (0, _) => 1,
-                (_, 0) => -1,
-                _ if i == j => 0,
-                _ => {
-                    if residue((j + q - i) % q) {
-                        1
-                    } else {
-                        -1
-                    }
-                }
-            };
-            h[i * m + j] = s + i8::from(i == j);
-        }
-    }
-    h
 }
 
 fn main() {

@@ -32,6 +32,8 @@ pub mod philox;
 pub mod quant;
 pub mod sample;
 pub mod stats;
+#[doc(hidden)]
+pub mod test_bases;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -17,6 +17,7 @@ use wb_kernels::hadamard::{hadamard, hadamard_inplace, Direction, HadamardOp, Ha
 use wb_kernels::quant::{dequantize, rotate_fake_quant, rotate_quantize, Bits, QuantConfig};
 use wb_kernels::sample::GumbelSampler;
 use wb_kernels::stats::{channel_stats, merge_partials};
+use wb_kernels::test_bases::base;
 
 /// The GPU under test: CUDA device 0 or the default Metal device. A build
 /// with a GPU feature but no usable device fails rather than skips.
@@ -79,30 +80,8 @@ fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     (num / den.max(1e-300)).sqrt()
 }
 
-/// Paley I base of order q + 1 (q prime, q ≡ 3 mod 4).
-fn paley(q: usize) -> Vec<i8> {
-    let residue = |a: usize| (1..q).any(|x| x * x % q == a);
-    let m = q + 1;
-    let mut h = vec![0i8; m * m];
-    for i in 0..m {
-        for j in 0..m {
-            let s: i8 = match (i, j) {
-                (0, 0) => 0,
-                (0, _) => 1,
-                (_, 0) => -1,
-                _ if i == j => 0,
-                _ if residue((j + q - i) % q) => 1,
-                _ => -1,
-            };
-            h[i * m + j] = s + i8::from(i == j);
-        }
-    }
-    h
-}
-
 fn plan(m: usize, k: u32) -> Arc<HadamardPlan> {
-    let b = if m == 1 { vec![1] } else { paley(m - 1) };
-    Arc::new(HadamardPlan::new(m << k, m, &b).unwrap())
+    Arc::new(HadamardPlan::new(m << k, m, &base(m)).unwrap())
 }
 
 fn orders() -> Vec<(usize, u32)> {

@@ -27,6 +27,16 @@ params!(
     }
 );
 
+/// The parameters of `groups` groups of `group` values quantized by `cfg`.
+fn quant_params(groups: usize, group: usize, cfg: &QuantConfig) -> QuantParams {
+    QuantParams {
+        groups: groups as u64,
+        group: group as u32,
+        clip: cfg.clip_ratio,
+        qmax: cfg.bits.qmax(),
+    }
+}
+
 fn bits_of(b: Bits) -> u32 {
     match b {
         Bits::Int4 => 4,
@@ -65,12 +75,7 @@ pub fn quantize(
     if rows > 0 {
         transform(&mut plan, op, Buf::Input(0), dtype, y, DType::F32, rows)?;
         let groups = rows * n / group;
-        let params = QuantParams {
-            groups: groups as u64,
-            group: group as u32,
-            clip: qc.clip_ratio,
-            qmax: qc.bits.qmax(),
-        };
+        let params = quant_params(groups, group, qc);
         plan.passes.push(quant_pass(
             format!("quantize_f32_{}", bits_of(qc.bits)),
             groups,
@@ -97,12 +102,7 @@ pub fn fake_quant(op: &HadamardOp, cfg: &QuantConfig, dtype: DType, rows: usize)
     if rows > 0 {
         transform(&mut plan, op, Buf::Input(0), dtype, y, DType::F32, rows)?;
         let groups = elems / group;
-        let params = QuantParams {
-            groups: groups as u64,
-            group: group as u32,
-            clip: cfg.clip_ratio,
-            qmax: cfg.bits.qmax(),
-        };
+        let params = quant_params(groups, group, cfg);
         plan.passes.push(quant_pass(
             format!("fake_f32_{}", dtype_name(dtype)?),
             groups,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use half::{bf16, f16};
 use wb_kernels::hadamard::HadamardPlan;
+use wb_kernels::test_bases::paley_i;
 
 use super::emu::{Buffer, Dev};
 use super::host::xorshift;
@@ -93,27 +94,6 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     (num / den.max(1e-300)).sqrt()
 }
 
-/// Paley I base of order q + 1 (q prime, q ≡ 3 mod 4), as in gpu_parity.rs.
-pub fn paley(q: usize) -> Vec<i8> {
-    let residue = |a: usize| (1..q).any(|x| x * x % q == a);
-    let m = q + 1;
-    let mut h = vec![0i8; m * m];
-    for i in 0..m {
-        for j in 0..m {
-            let s: i8 = match (i, j) {
-                (0, 0) => 0,
-                (0, _) => 1,
-                (_, 0) => -1,
-                _ if i == j => 0,
-                _ if residue((j + q - i) % q) => 1,
-                _ => -1,
-            };
-            h[i * m + j] = s + i8::from(i == j);
-        }
-    }
-    h
-}
-
 /// Paley II base of order 2(q + 1) (q prime, q ≡ 1 mod 4): the symmetric
 /// conference matrix C of order q + 1, each 0 replaced by [[1, −1], [−1, −1]]
 /// and each ±1 by ±[[1, 1], [1, −1]].
@@ -150,7 +130,7 @@ pub fn plan(m: usize, k: u32) -> Arc<HadamardPlan> {
     let b = match m {
         1 => vec![1],
         28 => paley2(13),
-        _ => paley(m - 1),
+        _ => paley_i(m - 1),
     };
     Arc::new(HadamardPlan::new(m << k, m, &b).unwrap())
 }
