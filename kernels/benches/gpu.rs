@@ -25,7 +25,7 @@ mod gpu {
     use wb_kernels::quant::{rotate_quantize, Bits, QuantConfig};
     use wb_kernels::sample::GumbelSampler;
     use wb_kernels::stats::channel_stats;
-    use wb_kernels::test_bases::base;
+    use wb_kernels::test_support::base;
 
     /// Fewest calls in a timed batch.
     const ITERS: usize = 10;

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use wb_kernels::hadamard::{CpuPath, Direction, HadamardPlan};
-use wb_kernels::test_bases::paley_i;
+use wb_kernels::test_support::paley_i;
 
 fn best_of<F: FnMut()>(repeats: usize, mut f: F) -> f64 {
     (0..repeats)

@@ -33,7 +33,7 @@ pub mod quant;
 pub mod sample;
 pub mod stats;
 #[doc(hidden)]
-pub mod test_bases;
+pub mod test_support;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -1,8 +1,8 @@
 //! Helpers shared by the unit tests: a tiny deterministic generator and f64
-//! references (the Hadamard base matrices are in [`crate::test_bases`],
+//! references (the Hadamard base matrices are in [`crate::test_support`],
 //! which the integration tests and benchmarks use too).
 
-pub(crate) use crate::test_bases::base;
+pub(crate) use crate::test_support::base;
 
 /// splitmix64, so the tests need no crates.
 pub(crate) struct Rng(pub u64);

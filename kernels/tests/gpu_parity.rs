@@ -17,7 +17,7 @@ use wb_kernels::hadamard::{hadamard, hadamard_inplace, Direction, HadamardOp, Ha
 use wb_kernels::quant::{dequantize, rotate_fake_quant, rotate_quantize, Bits, QuantConfig};
 use wb_kernels::sample::GumbelSampler;
 use wb_kernels::stats::{channel_stats, merge_partials};
-use wb_kernels::test_bases::base;
+use wb_kernels::test_support::{base, rel_err};
 
 /// The GPU under test: CUDA device 0 or the default Metal device. A build
 /// with a GPU feature but no usable device fails rather than skips.
@@ -64,20 +64,6 @@ fn host(t: &Tensor) -> Vec<f32> {
         .unwrap()
         .to_vec1()
         .unwrap()
-}
-
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    if a.iter().chain(b).any(|v| v.is_nan()) {
-        return f64::INFINITY;
-    }
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum();
-    (num / den.max(1e-300)).sqrt()
 }
 
 fn plan(m: usize, k: u32) -> Arc<HadamardPlan> {

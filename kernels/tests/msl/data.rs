@@ -7,7 +7,8 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use half::{bf16, f16};
 use wb_kernels::hadamard::HadamardPlan;
-use wb_kernels::test_bases::paley_i;
+use wb_kernels::test_support::paley_i;
+pub use wb_kernels::test_support::rel_err;
 
 use super::emu::{Buffer, Dev};
 use super::host::xorshift;
@@ -77,21 +78,6 @@ pub fn words(bytes: &[u8]) -> Vec<u32> {
         .chunks_exact(4)
         .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
         .collect()
-}
-
-/// As in gpu_parity.rs: relative L2 error, infinite when a NaN appears.
-pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    if a.iter().chain(b).any(|v| v.is_nan()) {
-        return f64::INFINITY;
-    }
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum();
-    (num / den.max(1e-300)).sqrt()
 }
 
 /// Paley II base of order 2(q + 1) (q prime, q ≡ 1 mod 4): the symmetric

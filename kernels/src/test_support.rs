@@ -1,6 +1,7 @@
-//! Hadamard base matrices for the tests and benchmarks of this crate (its
-//! unit tests, `tests/` and `benches/` share them); the workbench owns the
-//! constructions its studies use. Not part of the API.
+//! What the tests and benchmarks of this crate share (its unit tests,
+//! `tests/` and `benches/`): Hadamard base matrices (the workbench owns the
+//! constructions its studies use) and the parity tests' error measure. Not
+//! part of the API.
 
 /// Paley I Hadamard matrix of order q + 1 for a prime q ≡ 3 (mod 4):
 /// H = I + S with S = [[0, 1ᵀ], [−1, Q]], Q the Jacobsthal matrix.
@@ -39,4 +40,20 @@ pub fn base(m: usize) -> Vec<i8> {
         2 => vec![1, 1, 1, -1],
         _ => paley_i(m - 1),
     }
+}
+
+/// ‖a − b‖ / ‖b‖ in f64, infinite when either holds a NaN: the parity
+/// tests' measure of a backend's result `a` against the CPU's `b`.
+pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    if a.iter().chain(b).any(|v| v.is_nan()) {
+        return f64::INFINITY;
+    }
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum();
+    let den: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum();
+    (num / den.max(1e-300)).sqrt()
 }
