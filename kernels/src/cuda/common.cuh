@@ -21,6 +21,19 @@ template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return
 // 16-byte vectors of T: the unit of global loads and stores.
 template <typename T, int N> struct alignas(sizeof(T) * N) Vec { T v[N]; };
 
+// A 16-byte vector stored by one 16-byte store. Assigned as a struct (or
+// through a uint4) a vector of 16-bit values became four 4-byte stores.
+template <typename T, int N>
+__device__ __forceinline__ void store16(T* p, const Vec<T, N>& v) {
+    static_assert(sizeof(Vec<T, N>) == 16, "store16 stores 16 bytes");
+    unsigned w[4];
+    memcpy(w, &v, 16);
+    // No memory clobber: the kernels write each output vector once and
+    // never read it back, so other accesses may move around the store.
+    asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"l"(__cvta_generic_to_global(p)), "r"(w[0]),
+                 "r"(w[1]), "r"(w[2]), "r"(w[3]));
+}
+
 // N elements of a vector to f32 and back; bf16 and f16 in pairs, one
 // conversion instruction per pair.
 template <typename T, int N>

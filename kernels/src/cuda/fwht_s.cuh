@@ -225,7 +225,7 @@ __device__ __forceinline__ void fwht_rows_staged(const T* x, T* y, const float* 
                 }
                 Vec<T, V> v;
                 f32_to_vec(o, v);
-                *reinterpret_cast<Vec<T, V>*>(yr + off) = v;
+                store16(yr + off, v);
             }
         }
         buf = buf == S - 1 ? 0 : buf + 1;

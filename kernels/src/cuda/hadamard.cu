@@ -55,7 +55,7 @@ __device__ __forceinline__ void fwht_rows(const Tin* x, Tout* y, const float* __
             for (int e0 = 0; e0 < V; e0 += VO) {
                 Vec<Tout, VO> v;
                 f32_to_vec(o + e0, v);
-                *reinterpret_cast<Vec<Tout, VO>*>(yr + off + e0) = v;
+                store16(yr + off + e0, v);
             }
         } else {
 #pragma unroll
@@ -142,7 +142,7 @@ __device__ __forceinline__ void fwht_rows_t(const Tin* x, Tout* y, const float* 
         for (int e0 = 0; e0 < V; e0 += VO) {
             Vec<Tout, VO> v;
             f32_to_vec(o + e0, v);
-            *reinterpret_cast<Vec<Tout, VO>*>(yr + off + e0) = v;
+            store16(yr + off + e0, v);
         }
     }
 }
@@ -212,7 +212,7 @@ __device__ __forceinline__ void fwht_rows_pipelined(const Tin* x, Tout* y, const
             for (int e0 = 0; e0 < V; e0 += VO) {
                 Vec<Tout, VO> v;
                 f32_to_vec(o + e0, v);
-                *reinterpret_cast<Vec<Tout, VO>*>(yr + off + e0) = v;
+                store16(yr + off + e0, v);
             }
         }
         // The next row's exchange must not overwrite shared memory this
