@@ -157,7 +157,8 @@ pub const AUTO: u32 = u32::MAX;
 
 /// The variant used by default, from H100 measurements (notes in
 /// `kernels/gpu/README.md`, in place, fractions of copy bandwidth): one
-/// extra doubling for bf16 rows of 512 (0.81 instead of 0.68); the staged
+/// extra doubling for bf16 rows of 512 (0.81 instead of 0.68; 0.90–0.91
+/// instead of 0.75 since the outputs are stored 16 bytes at a time); the staged
 /// kernel for bf16 rows of 2^10 .. 2^13 with two stages (0.88–0.90 instead
 /// of 0.68–0.74) and 2^14 with four (0.83 instead of 0.66), and for f32
 /// rows of 2^14 with three (0.92 instead of 0.77); the base kernel
