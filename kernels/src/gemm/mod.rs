@@ -11,7 +11,7 @@
 //! both operands: cuBLAS's int8 "TN" product, `mma.sync` row × col).
 //!
 //! # Results
-//! [`gemm_w8a8_i32`] gives the exact int32 sums Σ_k a[m,k]·b[n,k] (exact for
+//! [`gemm_w8a8_i32`] gives the exact int32 sums Σ_k a\[m,k\]·b\[n,k\] (exact for
 //! K < 2^17, which is checked: |a·b| ≤ 2^14); [`gemm_w8a8`] gives
 //! `(acc as f32 · row_scale[m]) · col_scale[n]`, rounded in that order on
 //! every backend, so outputs are bit-identical across backends too.

@@ -8,7 +8,7 @@
 //!
 //! 1. the fast Walsh–Hadamard butterflies (X·S) on each length-s chunk, in
 //!    Sylvester (natural) order, strides 1, 2, 4, … in that order;
-//! 2. the m×m mix B·(X·S): output chunk a is Σ_b B[a][b]·chunk_b, summed in
+//! 2. the m×m mix B·(X·S): output chunk a is Σ_b B\[a\]\[b\]·chunk_b, summed in
 //!    order b = 0, 1, …, m − 1;
 //! 3. the scale 1/√n (computed in f64, rounded once to f32).
 //!

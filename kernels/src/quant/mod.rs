@@ -1,8 +1,9 @@
 //! Fused Hadamard rotation and symmetric integer quantization.
 //!
 //! [`rotate_quantize`] maps each row x (length n) to y = H x (a
-//! [`HadamardOp`]: transform, signs, direction) and quantizes y per group of
-//! `group` consecutive elements (per token when the group is the whole row):
+//! [`HadamardOp`](crate::hadamard::HadamardOp): transform, signs,
+//! direction) and quantizes y per group of `group` consecutive elements
+//! (per token when the group is the whole row):
 //!
 //! - scale = clip · absmax(group) / qmax, qmax = 2^(bits−1) − 1 (127 or 7: the
 //!   restricted symmetric grid of the workbench's quantizers);
