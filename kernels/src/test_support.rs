@@ -57,3 +57,15 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     let den: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum();
     (num / den.max(1e-300)).sqrt()
 }
+
+/// The bits of an f32 tensor's elements (copied to the CPU first), for
+/// comparisons that must be exact: the sampler's scores.
+pub fn f32_bits(t: &candle_core::Tensor) -> Vec<u32> {
+    t.to_device(&candle_core::Device::Cpu)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("an f32 tensor")
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}

@@ -17,7 +17,7 @@ use wb_kernels::hadamard::{hadamard, hadamard_inplace, Direction, HadamardOp, Ha
 use wb_kernels::quant::{dequantize, rotate_fake_quant, rotate_quantize, Bits, QuantConfig};
 use wb_kernels::sample::GumbelSampler;
 use wb_kernels::stats::{channel_stats, merge_partials};
-use wb_kernels::test_support::{base, rel_err};
+use wb_kernels::test_support::{base, f32_bits, rel_err};
 
 /// The GPU under test: CUDA device 0 or the default Metal device. A build
 /// with a GPU feature but no usable device fails rather than skips.
@@ -384,23 +384,11 @@ fn gumbel_tokens_are_bit_identical() {
                         .to_vec1()
                         .unwrap();
                     assert_eq!(tg, tw, "{what}: tokens");
-                    let sw: Vec<u32> = want
-                        .scores
-                        .to_vec1::<f32>()
-                        .unwrap()
-                        .iter()
-                        .map(|v| v.to_bits())
-                        .collect();
-                    let sg: Vec<u32> = got
-                        .scores
-                        .to_device(&Device::Cpu)
-                        .unwrap()
-                        .to_vec1::<f32>()
-                        .unwrap()
-                        .iter()
-                        .map(|v| v.to_bits())
-                        .collect();
-                    assert_eq!(sg, sw, "{what}: scores");
+                    assert_eq!(
+                        f32_bits(&got.scores),
+                        f32_bits(&want.scores),
+                        "{what}: scores"
+                    );
                 }
                 #[cfg(feature = "cuda")]
                 {

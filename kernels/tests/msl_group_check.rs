@@ -69,9 +69,10 @@ use wb_kernels::stats::ChannelStats;
 
 use wb_kernels::metal_plan::{self, size};
 
-use data::{floats, host, plan, rel_err, signs, uniform, upload, upload_after, words};
+use data::{floats, host, plan, signs, uniform, upload, upload_after, words};
 use emu::{execute, executor, Bind, Buffer, Dev};
 use host::xorshift;
+use wb_kernels::test_support::rel_err;
 
 #[test]
 fn emulator_exchanges_simd_values_and_reports_misbehaviour() {

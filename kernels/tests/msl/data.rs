@@ -8,7 +8,6 @@ use candle_core::{DType, Device, Tensor};
 use half::{bf16, f16};
 use wb_kernels::hadamard::HadamardPlan;
 use wb_kernels::test_support::paley_i;
-pub use wb_kernels::test_support::rel_err;
 
 use super::emu::{Buffer, Dev};
 use super::host::xorshift;

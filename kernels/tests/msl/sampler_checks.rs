@@ -3,6 +3,7 @@
 use candle_core::{DType, Device, Tensor};
 use wb_kernels::metal_plan::gumbel_sample::{sample, sample_in_chunks};
 use wb_kernels::sample::GumbelSampler;
+use wb_kernels::test_support::f32_bits;
 
 use super::data::{upload, words};
 use super::emu::{execute, executor, Buffer, Dev};
@@ -31,13 +32,7 @@ fn sampler_cases(
         for g in samplers {
             let want = g.sample(&x, positions).unwrap();
             let tw: Vec<u32> = want.tokens.to_vec1().unwrap();
-            let sw: Vec<u32> = want
-                .scores
-                .to_vec1::<f32>()
-                .unwrap()
-                .iter()
-                .map(|v| v.to_bits())
-                .collect();
+            let sw = f32_bits(&want.scores);
             dev.reverse_order(jobs.len() % 2 == 1);
             let plan = match chunk {
                 None => sample(g, dtype, (batch, vocab), positions),
